@@ -1,0 +1,337 @@
+/*
+ * attnkit.h — the single public header of attnkit, a C library of attention mechanisms for
+ * long-context transformers (fused exact attention, and later decode, sparse and linear attention).
+ *
+ * Quick start (dense causal prefill, BHSD f32 tensors):
+ *
+ *     ak_ctx *ctx;  ak_ctx_create(&ctx);                 // threads from AK_NUM_THREADS or all cores
+ *     ak_attn_desc d;  ak_attn_desc_init(&d);
+ *     d.batch = 1; d.num_heads_q = 8; d.num_heads_kv = 2; d.seqlen_q = d.seqlen_k = 4096;
+ *     d.head_dim = d.head_dim_v = 128; d.causal = 1;
+ *     ak_plan *plan;  ak_plan_create(ctx, &d, &plan);    // validates, chooses a kernel, schedules
+ *     ak_attn_tensors t;  ak_attn_tensors_init(&t);
+ *     t.q = ak_tensor_4d(q, AK_F32, 1, 8, 4096, 128);    // contiguous [B][H][L][D]
+ *     ...  t.k, t.v, t.o likewise; t.lse optional
+ *     ak_attention_run(plan, &t, NULL, 0);               // NULL workspace: allocated through the ctx
+ *     ak_plan_destroy(plan);  ak_ctx_destroy(ctx);
+ *
+ * Conventions (FlashAttention / FlashInfer semantics; see docs/API.md):
+ *  - Every function returns ak_status (AK_OK = 0); ak_status_string() names it and
+ *    ak_ctx_last_error() gives a precise message. The library never aborts or exits on user input.
+ *  - Tensors are views: data pointer, dtype, logical shape and int64 strides counted in ELEMENTS.
+ *    Attention tensors always have the logical shape [B][H][L][D]; any memory layout (BHSD, BSHD,
+ *    packed QKV, ...) is expressed through the strides. Inputs may have any non-negative strides
+ *    (including 0 = broadcast); outputs need positive strides and non-overlapping elements.
+ *    No alignment is required and nothing is read outside the elements the view describes.
+ *  - Logits: s_ij = scale * (q_i . k_j); then softcap; then ALiBi; then masks.
+ *  - LSE is the NATURAL log of the softmax denominator, fp32.
+ *  - A fully-masked row (no visible key) gets output 0 and LSE -inf (or LSE = sink, see sinks).
+ */
+#ifndef ATTNKIT_H
+#define ATTNKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AK_VERSION_MAJOR 0
+#define AK_VERSION_MINOR 1
+#define AK_VERSION_PATCH 0
+#define AK_VERSION_STRING "0.1.0"
+
+#if defined(_WIN32) && defined(AK_SHARED_BUILD)
+#define AK_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(AK_SHARED_USE)
+#define AK_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define AK_API __attribute__((visibility("default")))
+#else
+#define AK_API
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+ * Status
+ * ---------------------------------------------------------------------------------------------- */
+
+/** Result of every attnkit call. 0 is success; every failure has its own code. */
+typedef enum ak_status {
+    AK_OK = 0,
+    AK_ERR_NULL_POINTER = 1,        /**< a required pointer argument is NULL */
+    AK_ERR_INVALID_ARGUMENT = 2,    /**< a scalar argument is out of range (window < -1, softcap < 0, ...) */
+    AK_ERR_SHAPE_MISMATCH = 3,      /**< tensor shapes disagree with each other or with the descriptor */
+    AK_ERR_UNSUPPORTED_DTYPE = 4,   /**< dtype not accepted for this argument */
+    AK_ERR_BAD_STRIDE = 5,          /**< negative stride, or an output stride of 0 */
+    AK_ERR_OUTPUT_OVERLAP = 6,      /**< output elements overlap each other or an input */
+    AK_ERR_GQA_RATIO = 7,           /**< num_heads_q is not a multiple of num_heads_kv */
+    AK_ERR_HEAD_DIM = 8,            /**< head_dim or head_dim_v is 0 or above AK_MAX_HEAD_DIM */
+    AK_ERR_BAD_METADATA = 9,        /**< cu_seqlens / seqused_k invalid (not 0-based, decreasing, out of range) */
+    AK_ERR_WORKSPACE_TOO_SMALL = 10,/**< the caller's workspace is smaller than ak_plan_workspace_size() */
+    AK_ERR_OUT_OF_MEMORY = 11,      /**< an allocation failed */
+    AK_ERR_UNSUPPORTED_ISA = 12,    /**< the requested ISA is not available on this CPU/OS */
+    AK_ERR_PLAN_MISMATCH = 13,      /**< tensors passed to run do not match the plan's descriptor */
+    AK_ERR_INTERNAL = 14            /**< a bug in attnkit; please report it */
+} ak_status;
+
+/** Static, human-readable name of a status ("AK_ERR_GQA_RATIO: ..."). Never NULL. */
+AK_API const char *ak_status_string(ak_status s);
+
+/** Runtime version "MAJOR.MINOR.PATCH". */
+AK_API const char *ak_version(void);
+/** Build description: version, git commit, compiler, build type. */
+AK_API const char *ak_build_info(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * Context
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct ak_ctx ak_ctx;
+
+/** Instruction-set levels, ordered. AK_ISA_AVX512BF16 = AVX-512F/BW/VL plus AVX512_BF16. */
+typedef enum ak_isa {
+    AK_ISA_SCALAR = 0,
+    AK_ISA_AVX2 = 1,       /* AVX2 + FMA + F16C */
+    AK_ISA_AVX512 = 2,     /* AVX-512 F, BW, VL, DQ */
+    AK_ISA_AVX512BF16 = 3  /* AVX-512 + AVX512_BF16 (vdpbf16ps) */
+} ak_isa;
+
+/** Name of an ISA level ("scalar", "avx2", "avx512", "avx512bf16"). */
+AK_API const char *ak_isa_name(ak_isa isa);
+/** Best ISA this CPU and OS support (cpuid + XGETBV), ignoring every cap. */
+AK_API ak_isa ak_isa_detect(void);
+
+/** Optional allocator hooks: alloc must return memory aligned to `align` (a power of two >= 64). */
+typedef struct ak_allocator {
+    void *(*alloc)(void *user, size_t size, size_t align);
+    void (*free)(void *user, void *ptr);
+    void *user;
+} ak_allocator;
+
+/**
+ * Create a context. Defaults: n_threads = AK_NUM_THREADS or the number of online CPUs;
+ * ISA = best detected, capped by AK_MAX_ISA=scalar|avx2|avx512|avx512bf16; AK_FORCE_REF=1 makes
+ * every run use the double-precision reference; AK_VERBOSE=1 prints kernel choices to stderr;
+ * deterministic = 1 (results are bitwise identical for every thread count).
+ */
+AK_API ak_status ak_ctx_create(ak_ctx **out);
+AK_API void ak_ctx_destroy(ak_ctx *ctx);
+/** Thread count used by every run on this context (>= 1). Never touches the global OpenMP setting. */
+AK_API ak_status ak_ctx_set_num_threads(ak_ctx *ctx, int n_threads);
+AK_API int ak_ctx_get_num_threads(const ak_ctx *ctx);
+/** Cap the ISA used by plans created afterwards. AK_ERR_UNSUPPORTED_ISA if above what the CPU has. */
+AK_API ak_status ak_ctx_set_max_isa(ak_ctx *ctx, ak_isa isa);
+/** The ISA plans on this context will use (detected, capped). */
+AK_API ak_isa ak_ctx_get_isa(const ak_ctx *ctx);
+/** 1 = bitwise-identical results for any thread count (the default; the dense kernel always is). */
+AK_API ak_status ak_ctx_set_deterministic(ak_ctx *ctx, int deterministic);
+/** 1 = route every run through the double-precision reference (same as AK_FORCE_REF=1). */
+AK_API ak_status ak_ctx_set_force_ref(ak_ctx *ctx, int force_ref);
+/** 1 = print kernel choice and rejections to stderr (same as AK_VERBOSE=1). */
+AK_API ak_status ak_ctx_set_verbose(ak_ctx *ctx, int verbose);
+/** Replace the allocator (NULL restores the default aligned malloc). */
+AK_API ak_status ak_ctx_set_allocator(ak_ctx *ctx, const ak_allocator *alloc);
+/** Message of the last failure on this context ("" if none). Valid until the next call on ctx. */
+AK_API const char *ak_ctx_last_error(const ak_ctx *ctx);
+
+/* ------------------------------------------------------------------------------------------------
+ * Tensors
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef enum ak_dtype {
+    AK_F32 = 0,
+    AK_BF16 = 1,   /* bfloat16, stored as uint16_t */
+    AK_F16 = 2,    /* IEEE half, stored as uint16_t */
+    AK_F64 = 3     /* accepted only for outputs of the reference functions */
+} ak_dtype;
+
+AK_API const char *ak_dtype_name(ak_dtype t);
+AK_API size_t ak_dtype_size(ak_dtype t);
+
+#define AK_MAX_DIMS 4
+#define AK_MAX_HEAD_DIM 512
+
+/** A strided view: element (i0,i1,i2,i3) lives at data + sum(i_k * stride[k]) elements. */
+typedef struct ak_tensor {
+    void *data;
+    ak_dtype dtype;
+    int32_t ndim;
+    int64_t shape[AK_MAX_DIMS];
+    int64_t stride[AK_MAX_DIMS];   /* in elements, not bytes */
+} ak_tensor;
+
+/** Contiguous row-major 4-d view [n0][n1][n2][n3]. */
+AK_API ak_tensor ak_tensor_4d(void *data, ak_dtype dtype, int64_t n0, int64_t n1, int64_t n2, int64_t n3);
+/** Contiguous row-major 3-d / 2-d / 1-d views. */
+AK_API ak_tensor ak_tensor_3d(void *data, ak_dtype dtype, int64_t n0, int64_t n1, int64_t n2);
+AK_API ak_tensor ak_tensor_2d(void *data, ak_dtype dtype, int64_t n0, int64_t n1);
+AK_API ak_tensor ak_tensor_1d(void *data, ak_dtype dtype, int64_t n0);
+/**
+ * View of a BSHD buffer ([B][L][H][D] in memory, as FlashAttention stores it) with the logical
+ * shape [B][H][L][D] that attention functions take.
+ */
+AK_API ak_tensor ak_tensor_bshd(void *data, ak_dtype dtype, int64_t B, int64_t L, int64_t H, int64_t D);
+
+/** Conversions (round-to-nearest-even; NaN stays NaN). */
+AK_API uint16_t ak_f32_to_bf16(float x);
+AK_API float ak_bf16_to_f32(uint16_t x);
+AK_API uint16_t ak_f32_to_f16(float x);
+AK_API float ak_f16_to_f32(uint16_t x);
+
+/* ------------------------------------------------------------------------------------------------
+ * Dense attention: descriptor -> plan -> run
+ * ---------------------------------------------------------------------------------------------- */
+
+/**
+ * Problem descriptor. Always initialise with ak_attn_desc_init() (sets `size` and defaults), then
+ * fill the fields. A plan depends only on this descriptor (shapes, options, metadata), so one plan
+ * serves every layer of a model for a given batch.
+ *
+ * Shapes (logical): Q[B][Hq][Lq][d]  K[B][Hkv][Lk][d]  V[B][Hkv][Lk][dv]  O[B][Hq][Lq][dv]
+ *                   LSE[B][Hq][Lq] (f32).
+ *
+ * Ragged batches: set cu_seqlens_q and cu_seqlens_k (int32 [batch+1], first entry 0, non-decreasing).
+ * Then the tensors have leading dimension 1 and the L dimension is the packed total
+ * (Q[1][Hq][total_q][d], ...); sequence b owns rows [cu_q[b], cu_q[b+1]) and keys
+ * [cu_k[b], cu_k[b+1]); seqlen_q/seqlen_k are upper bounds of the per-sequence lengths (0 = derive).
+ * A sequence may be empty. Packed rows at or beyond cu_q[batch] are padding: their O rows are set to
+ * 0 and their LSE to -inf, their inputs never read.
+ * seqused_k (optional, int32 [batch]): only the first seqused_k[b] keys of sequence b are used
+ * (<= its length); it also defines Lk for the causal/window alignment (as in FlashAttention).
+ * The metadata arrays are copied into the plan; the caller may free them after ak_plan_create.
+ *
+ * Masks (FlashAttention semantics, all combinable; a key is visible iff every active one admits it):
+ *  - causal: bottom-right aligned: row i sees key j iff j <= i + Lk - Lq.
+ *  - window_left / window_right: inclusive, -1 = unbounded: row i sees
+ *    j in [i + Lk - Lq - left, i + Lk - Lq + right]. With causal set, right is 0.
+ *  - softcap > 0: s <- softcap * tanh(s / softcap) on the scaled logit.
+ *  - has_alibi: run-time slopes (ak_attn_tensors.alibi_slopes) add -slope_h * |i + Lk - Lq - j|.
+ *  - has_sinks: run-time per-head sink logits join the softmax denominator with no value.
+ */
+typedef struct ak_attn_desc {
+    size_t size;                 /* = sizeof(ak_attn_desc), set by ak_attn_desc_init */
+    int32_t batch;               /* B >= 1 */
+    int32_t num_heads_q;         /* Hq >= 1 */
+    int32_t num_heads_kv;        /* Hkv >= 1, Hq % Hkv == 0 */
+    int32_t seqlen_q;            /* Lq >= 0 (max per sequence when ragged) */
+    int32_t seqlen_k;            /* Lk >= 0 (max per sequence when ragged) */
+    int32_t head_dim;            /* d in [1, 512] */
+    int32_t head_dim_v;          /* dv in [1, 512]; 0 = same as head_dim */
+    ak_dtype dtype_q;            /* F32, BF16, F16 */
+    ak_dtype dtype_kv;           /* F32, BF16, F16 (K and V share it) */
+    ak_dtype dtype_o;            /* F32, BF16, F16 */
+    float scale;                 /* softmax scale; NaN (the default) = 1/sqrt(head_dim) */
+    int32_t causal;              /* 0/1 */
+    int32_t window_left;         /* -1 = unbounded (default) */
+    int32_t window_right;        /* -1 = unbounded (default) */
+    float softcap;               /* 0 = off (default) */
+    int32_t has_alibi;           /* 0/1: alibi_slopes given at run time */
+    int32_t has_sinks;           /* 0/1: sinks given at run time */
+    int32_t return_lse;          /* 0/1: lse tensor given at run time */
+    const int32_t *cu_seqlens_q; /* NULL or int32[batch+1] */
+    const int32_t *cu_seqlens_k; /* NULL or int32[batch+1]; set both or neither */
+    const int32_t *seqused_k;    /* NULL or int32[batch] */
+} ak_attn_desc;
+
+/** Fill `desc` with defaults: batch 1, one head, d = 0 (must be set), f32, scale NaN, no masks. */
+AK_API void ak_attn_desc_init(ak_attn_desc *desc);
+
+/**
+ * Tensors of one run. q,k,v,o are required; lse is required iff desc.return_lse; alibi_slopes iff
+ * has_alibi (f32, shape [Hq] (ndim 1) or [B][Hq] (ndim 2)); sinks iff has_sinks (f32, shape [Hq]).
+ * O may not overlap Q, K, V or LSE.
+ */
+typedef struct ak_attn_tensors {
+    size_t size;           /* = sizeof(ak_attn_tensors), set by ak_attn_tensors_init */
+    ak_tensor q, k, v, o;
+    ak_tensor lse;         /* [B][Hq][Lq] f32 (ndim 3) */
+    ak_tensor alibi_slopes;
+    ak_tensor sinks;
+} ak_attn_tensors;
+
+AK_API void ak_attn_tensors_init(ak_attn_tensors *t);
+
+typedef struct ak_plan ak_plan;
+
+/**
+ * Validate `desc` (shapes, options, metadata) and build a plan: the kernel chosen for the context's
+ * ISA and the schedule of work items. On failure *out is NULL and the status says why.
+ * The plan keeps a pointer to ctx: destroy the plan before the context.
+ */
+AK_API ak_status ak_plan_create(ak_ctx *ctx, const ak_attn_desc *desc, ak_plan **out);
+AK_API void ak_plan_destroy(ak_plan *plan);
+
+/**
+ * Bytes of workspace ak_attention_run needs with this plan:
+ *   n_threads * (64-byte aligned per-thread scratch), per thread
+ *   4 * (d*M + dv*M + N*M + 4*M + N*(d + dv) + 2*M*(d > dv ? d : dv)) bytes, where M = the plan's
+ *   query-tile width (rows of one KV-head group, <= 256) and N = key-tile length (<= 256).
+ * Independent of the sequence lengths: working memory is O(tile), never O(L^2).
+ */
+AK_API size_t ak_plan_workspace_size(const ak_plan *plan);
+
+/** Name of the kernel the plan runs, e.g. "ak_k_fwd_f32_6x64__avx512". */
+AK_API const char *ak_plan_kernel_name(const ak_plan *plan);
+/** Multi-line explanation: chosen kernel, why, and why every other kernel was rejected. */
+AK_API const char *ak_plan_explain(const ak_plan *plan);
+
+/**
+ * Run the plan. Contract:
+ *   q: [B][Hq][Lq][d] dtype_q      k: [B][Hkv][Lk][d] dtype_kv    v: [B][Hkv][Lk][dv] dtype_kv
+ *   o: [B][Hq][Lq][dv] dtype_o     lse: [B][Hq][Lq] f32 (natural log; includes the sink term)
+ *   (B = 1 and L = packed totals when the plan is ragged.)
+ *   O_i = sum_j softmax_j(s_ij) v_j over the visible keys j;  LSE_i = log(e^sink + sum_j e^s_ij).
+ * workspace: NULL (allocated through the context's allocator for this call) or at least
+ * ak_plan_workspace_size(plan) bytes, any alignment. Every element of o (and lse) is written.
+ * Exact (fp32 accumulation); the result is bitwise identical for every thread count.
+ */
+AK_API ak_status ak_attention_run(ak_plan *plan, const ak_attn_tensors *t, void *workspace,
+                                  size_t workspace_size);
+
+/** One-shot convenience: plan_create + run + plan_destroy. */
+AK_API ak_status ak_attention(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t);
+
+/**
+ * The double-precision reference: materialises each head's full score matrix with explicit masks,
+ * accumulates in double. Same contract as ak_attention, except that o and lse may also be AK_F64.
+ * Slow (O(Lq*Lk) memory per head); meant as an oracle for tests and `attnkit check`.
+ */
+AK_API ak_status ak_attention_ref(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t);
+
+/* ------------------------------------------------------------------------------------------------
+ * Merging partial results
+ * ---------------------------------------------------------------------------------------------- */
+
+/**
+ * Merge two partial attention results computed over DISJOINT key sets of the same queries:
+ *   lse = logaddexp(lse_a, lse_b);  o = e^(lse_a - lse) * o_a + e^(lse_b - lse) * o_b.
+ * A partial with lse = -inf has weight 0; if both are -inf, o = 0 and lse = -inf.
+ * Shapes: o_a, o_b, o_out [B][H][L][dv] (f32, bf16 or f16, each its own dtype);
+ *         lse_a, lse_b, lse_out [B][H][L] f32 (natural log). lse_out may be NULL.
+ * o_out / lse_out may be exactly o_a / lse_a (in place); any other overlap is refused.
+ * Element-wise, so the result is independent of the thread count.
+ */
+AK_API ak_status ak_attn_merge(ak_ctx *ctx, const ak_tensor *o_a, const ak_tensor *lse_a,
+                               const ak_tensor *o_b, const ak_tensor *lse_b, const ak_tensor *o_out,
+                               const ak_tensor *lse_out);
+
+/* ------------------------------------------------------------------------------------------------
+ * Machine ceilings (what `attnkit peak` prints and benchmarks divide by)
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct ak_peak {
+    double fma_f32_gflops;    /* fp32 FMA peak with n_threads threads, best ISA <= ctx cap */
+    double dot_bf16_gflops;   /* vdpbf16ps peak; 0 if the CPU lacks AVX512_BF16 */
+    double dram_read_gbs;     /* streaming read bandwidth over a 512 MiB buffer */
+    int n_threads;
+    ak_isa isa;
+} ak_peak;
+
+/** Measure the ceilings with the context's thread count and ISA cap (takes about 2 s). */
+AK_API ak_status ak_measure_peak(ak_ctx *ctx, ak_peak *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ATTNKIT_H */

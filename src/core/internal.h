@@ -1,0 +1,153 @@
+/* Internal declarations shared by core, ref, exec and the kernels. Not installed. */
+#ifndef AK_INTERNAL_H
+#define AK_INTERNAL_H
+
+#include "attnkit.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+
+#define AK_CACHELINE 64
+
+/* ---- context ---- */
+struct ak_ctx {
+    int n_threads;
+    ak_isa isa;            /* detected, capped */
+    int deterministic;
+    int force_ref;
+    int verbose;
+    ak_allocator alloc;
+    char last_error[512];
+};
+
+/* Record a failure on ctx (may be NULL) and return the status. printf-style message. */
+ak_status ak__fail(const ak_ctx *ctx, ak_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void ak__clear_error(const ak_ctx *ctx);
+void *ak__alloc(const ak_ctx *ctx, size_t size);
+void ak__free(const ak_ctx *ctx, void *p);
+
+/* ---- element access ---- */
+static inline float ak__load(const void *base, ak_dtype t, int64_t off) {
+    switch (t) {
+    case AK_F32: return ((const float *)base)[off];
+    case AK_BF16: return ak_bf16_to_f32(((const uint16_t *)base)[off]);
+    case AK_F16: return ak_f16_to_f32(((const uint16_t *)base)[off]);
+    case AK_F64: return (float)((const double *)base)[off];
+    }
+    return 0.0f;
+}
+static inline double ak__load_f64(const void *base, ak_dtype t, int64_t off) {
+    if (t == AK_F64) return ((const double *)base)[off];
+    return (double)ak__load(base, t, off);
+}
+static inline void ak__store(void *base, ak_dtype t, int64_t off, double x) {
+    switch (t) {
+    case AK_F32: ((float *)base)[off] = (float)x; break;
+    case AK_BF16: ((uint16_t *)base)[off] = ak_f32_to_bf16((float)x); break;
+    case AK_F16: ((uint16_t *)base)[off] = ak_f32_to_f16((float)x); break;
+    case AK_F64: ((double *)base)[off] = x; break;
+    }
+}
+
+/* ---- a validated, resolved problem ---- */
+typedef struct ak_problem {
+    ak_attn_desc desc;       /* copy; metadata pointers point into the arrays below */
+    int32_t B, Hq, Hkv, g, d, dv;
+    float scale;
+    int64_t win_left, win_right;  /* resolved: unbounded = INT64_MAX/4; causal forces right = 0 */
+    int ragged;
+    int32_t *cu_q, *cu_k, *used_k;  /* owned copies (ragged / seqused_k), else NULL */
+    int64_t total_q, total_k;       /* ragged: cu_q[B], cu_k[B]; else Lq, Lk */
+} ak_problem;
+
+/* Per-sequence geometry. */
+typedef struct ak_seq {
+    int64_t bidx;    /* index into the tensors' batch dimension (0 when ragged) */
+    int64_t q_off;   /* first packed row of this sequence in the L dimension */
+    int64_t k_off;
+    int64_t Lq, Lk;  /* Lk = keys used (seqused_k applied) */
+} ak_seq;
+
+static inline ak_seq ak__seq(const ak_problem *p, int64_t b) {
+    ak_seq s;
+    if (p->ragged) {
+        s.bidx = 0;
+        s.q_off = p->cu_q[b];
+        s.k_off = p->cu_k[b];
+        s.Lq = p->cu_q[b + 1] - p->cu_q[b];
+        s.Lk = p->cu_k[b + 1] - p->cu_k[b];
+    } else {
+        s.bidx = b;
+        s.q_off = 0;
+        s.k_off = 0;
+        s.Lq = p->desc.seqlen_q;
+        s.Lk = p->desc.seqlen_k;
+    }
+    if (p->used_k) s.Lk = p->used_k[b];
+    return s;
+}
+
+/* Visible key range [lo, hi] (inclusive, may be empty: lo > hi) of row i in a sequence. */
+static inline void ak__row_range(const ak_problem *p, const ak_seq *s, int64_t i, int64_t *lo, int64_t *hi) {
+    int64_t c = i + s->Lk - s->Lq;   /* bottom-right aligned absolute position */
+    int64_t l = c - p->win_left, h = c + p->win_right;
+    if (l < 0) l = 0;
+    if (h > s->Lk - 1) h = s->Lk - 1;
+    *lo = l;
+    *hi = h;
+}
+
+ak_status ak__problem_init(const ak_ctx *ctx, const ak_attn_desc *desc, int allow_f64_out, ak_problem *p);
+void ak__problem_free(const ak_ctx *ctx, ak_problem *p);
+ak_status ak__check_tensors(const ak_ctx *ctx, const ak_problem *p, const ak_attn_tensors *t, int allow_f64_out);
+ak_status ak__check_out_tensor(const ak_ctx *ctx, const char *name, const ak_tensor *t);
+int ak__ranges_overlap(const ak_tensor *a, const ak_tensor *b);
+
+/* Write O = 0, LSE = -inf for the padding rows of a ragged problem. */
+void ak__zero_padding_rows(const ak_problem *p, const ak_attn_tensors *t);
+
+/* ---- ISA ---- */
+ak_isa ak__isa_from_env(ak_isa detected);
+
+/* ---- micro-kernels (one table per ISA) ----
+ * Layouts (all f32, leading dimensions in elements):
+ *   qt  [d][mpad]     the query tile, transposed, pre-scaled; mpad % 16 == 0
+ *   st  [nk][mpad]    scores S^T of the key tile (key-major), then P^T in place
+ *   ot  [dv][mpad]    the output accumulator O^T
+ *   k   [nk][d]       key rows (row stride ldk, unit column stride); v [nk][dv] likewise
+ */
+typedef struct ak_fwd_kernels {
+    const char *name;    /* e.g. "ak_k_fwd_f32_6x64__avx512" */
+    ak_isa isa;
+    /* st[j][q] = sum_c k[j][c] * qt[c][q] */
+    void (*qk)(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt,
+               float *st, int64_t ldst);
+    /* ot[c][q] += sum_j v[j][c] * pt[j][q] */
+    void (*pv)(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt,
+               float *ot, int64_t ldot);
+    /* Online softmax over a key tile: m_new = max(m, max_j st[j][.]); alpha = e^(m - m_new);
+     * st <- e^(st - m_new) (0 where st or m_new is -inf); l = l*alpha + sum_j st; m = m_new.
+     * alpha = 1 where m_new is -inf. */
+    void (*softmax)(int nk, int mpad, float *st, int64_t ldst, float *m, float *l, float *alpha);
+    /* ot[c][q] *= alpha[q] */
+    void (*rescale)(int dv, int mpad, float *ot, int64_t ldot, const float *alpha);
+    /* dst[i] = (float)src[i], src contiguous of dtype t */
+    void (*to_f32)(ak_dtype t, const void *src, float *dst, int64_t n);
+} ak_fwd_kernels;
+
+extern const ak_fwd_kernels ak_fwd_kernels_scalar;
+#ifdef AK_HAVE_AVX2_KERNELS
+extern const ak_fwd_kernels ak_fwd_kernels_avx2;
+#endif
+#ifdef AK_HAVE_AVX512_KERNELS
+extern const ak_fwd_kernels ak_fwd_kernels_avx512;
+#endif
+
+/* ---- reference ---- */
+ak_status ak__ref_run(const ak_ctx *ctx, const ak_problem *p, const ak_attn_tensors *t);
+
+#endif

@@ -1,0 +1,213 @@
+/*
+ * The executor of dense forward attention (FlashAttention-2 style online softmax), in the transposed
+ * formulation that suits CPU SIMD:
+ *
+ *   for each work item (sequence b, KV head, its group's query heads, a block of query positions):
+ *     Qt[d][M]   = scale * Q^T          the item's M = heads x positions query rows, packed once
+ *     for each key tile [j0, j0+nk) that some row of the item can see:
+ *       St[nk][M] = K_tile . Qt          micro-kernel qk (keys broadcast, queries along SIMD lanes)
+ *       softcap, ALiBi; -inf outside the mask, only on tiles that cross a mask boundary
+ *       online softmax down each column  micro-kernel softmax (column max/sum are vertical ops)
+ *       Ot[dv][M] = alpha * Ot + V_tile^T . Pt     micro-kernels rescale and pv
+ *     O = Ot^T / l,  LSE = m + log(l)    (sinks join l here)
+ *
+ * Every work item is computed by one thread, start to finish, in a fixed key order, so results do not
+ * depend on the thread count or on the schedule. The query heads of a KV group share each K/V tile.
+ */
+#include "exec/fwd.h"
+
+#include <string.h>
+#ifdef AK_USE_OPENMP
+#include <omp.h>
+#endif
+
+static size_t align64(size_t x) { return (x + 63) / 64 * 64; }
+
+/* Scratch of one thread, in this order: qt, ot, st, m, l, alpha, slope (floats), lo, hi, pos (int64), kbuf, vbuf. */
+size_t ak__fwd_thread_ws(int d, int dv, int mpad, int bc) {
+    size_t f = sizeof(float);
+    return align64((size_t)d * mpad * f) + align64((size_t)dv * mpad * f) + align64((size_t)bc * mpad * f) +
+           4 * align64((size_t)mpad * f) + 3 * align64((size_t)mpad * sizeof(int64_t)) +
+           align64((size_t)bc * d * f) + align64((size_t)bc * dv * f);
+}
+
+typedef struct scratch {
+    float *qt, *ot, *st, *m, *l, *alpha, *slope, *kbuf, *vbuf;
+    int64_t *lo, *hi, *pos;
+} scratch;
+
+static scratch carve(void *base, int d, int dv, int mpad, int bc) {
+    scratch s;
+    char *p = (char *)base;
+    size_t f = sizeof(float);
+    s.qt = (float *)p;    p += align64((size_t)d * mpad * f);
+    s.ot = (float *)p;    p += align64((size_t)dv * mpad * f);
+    s.st = (float *)p;    p += align64((size_t)bc * mpad * f);
+    s.m = (float *)p;     p += align64((size_t)mpad * f);
+    s.l = (float *)p;     p += align64((size_t)mpad * f);
+    s.alpha = (float *)p; p += align64((size_t)mpad * f);
+    s.slope = (float *)p; p += align64((size_t)mpad * f);
+    s.lo = (int64_t *)p;  p += align64((size_t)mpad * sizeof(int64_t));
+    s.hi = (int64_t *)p;  p += align64((size_t)mpad * sizeof(int64_t));
+    s.pos = (int64_t *)p; p += align64((size_t)mpad * sizeof(int64_t));
+    s.kbuf = (float *)p;  p += align64((size_t)bc * d * f);
+    s.vbuf = (float *)p;
+    return s;
+}
+
+/* Rows [j0, j0+nk) of a K or V head as f32 rows with unit column stride: the tensor itself when it
+ * already is, else converted into buf (ld = cols). */
+static const float *kv_tile(const ak_fwd_kernels *kern, const ak_tensor *t, int64_t base, int64_t j0, int nk, int cols,
+                            float *buf, int64_t *ld) {
+    if (t->dtype == AK_F32 && t->stride[3] == 1) {
+        *ld = t->stride[2];
+        return (const float *)t->data + base + j0 * t->stride[2];
+    }
+    size_t es = ak_dtype_size(t->dtype);
+    for (int j = 0; j < nk; j++) {
+        int64_t row = base + (j0 + j) * t->stride[2];
+        if (t->stride[3] == 1) {
+            kern->to_f32(t->dtype, (const char *)t->data + (size_t)row * es, buf + (size_t)j * cols, cols);
+        } else {
+            for (int c = 0; c < cols; c++) buf[(size_t)j * cols + c] = ak__load(t->data, t->dtype, row + c * t->stride[3]);
+        }
+    }
+    *ld = cols;
+    return buf;
+}
+
+static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work *w, scratch *s) {
+    const ak_problem *p = &pl->p;
+    const ak_fwd_kernels *kern = pl->kern;
+    const int d = p->d, dv = p->dv, bc = pl->bc;
+    const ak_seq sq = ak__seq(p, w->b);
+    const int M = (int)(w->nh * w->nq), mpad = (M + 15) / 16 * 16;
+    const float scale = p->scale;
+    const ak_tensor *Q = &t->q, *K = &t->k, *V = &t->v, *O = &t->o;
+
+    /* Pack Qt[c][col] = scale * q; per-column mask bounds, positions and ALiBi slopes. */
+    for (int col = 0; col < mpad; col++) {
+        if (col >= M) {
+            for (int c = 0; c < d; c++) s->qt[(size_t)c * mpad + col] = 0.0f;
+            s->lo[col] = 0;
+            s->hi[col] = INT64_MAX / 4;
+            s->pos[col] = 0;
+            s->slope[col] = 0.0f;
+            continue;
+        }
+        int64_t h = w->h0 + col / w->nq, i = w->i0 + col % w->nq;
+        int64_t qoff = sq.bidx * Q->stride[0] + h * Q->stride[1] + (sq.q_off + i) * Q->stride[2];
+        for (int c = 0; c < d; c++) s->qt[(size_t)c * mpad + col] = scale * ak__load(Q->data, Q->dtype, qoff + c * Q->stride[3]);
+        ak__row_range(p, &sq, i, &s->lo[col], &s->hi[col]);
+        s->pos[col] = i + sq.Lk - sq.Lq;
+        s->slope[col] = 0.0f;
+        if (p->desc.has_alibi) {
+            const ak_tensor *a = &t->alibi_slopes;
+            int64_t off = a->ndim == 2 ? w->b * a->stride[0] + h * a->stride[1] : h * a->stride[0];
+            s->slope[col] = ((const float *)a->data)[off];
+        }
+    }
+    for (int col = 0; col < mpad; col++) {
+        s->m[col] = -INFINITY;
+        s->l[col] = 0.0f;
+    }
+    memset(s->ot, 0, sizeof(float) * (size_t)dv * mpad);
+
+    /* Keys some row of the item sees: rows' ranges are monotone in i. */
+    int64_t jlo, jhi, lo_last, hi_first, tmp;
+    ak__row_range(p, &sq, w->i0, &jlo, &hi_first);
+    ak__row_range(p, &sq, w->i0 + w->nq - 1, &lo_last, &jhi);
+    (void)tmp;
+    int64_t kbase = sq.bidx * K->stride[0] + w->hkv * K->stride[1] + sq.k_off * K->stride[2];
+    int64_t vbase = sq.bidx * V->stride[0] + w->hkv * V->stride[1] + sq.k_off * V->stride[2];
+    const float cap = p->desc.softcap;
+    int first = 1;
+    for (int64_t j0 = jlo; j0 <= jhi; j0 += bc) {
+        int nk = (int)(jhi + 1 - j0 < bc ? jhi + 1 - j0 : bc);
+        int64_t ldk, ldv;
+        const float *kt = kv_tile(kern, K, kbase, j0, nk, d, s->kbuf, &ldk);
+        kern->qk(nk, d, mpad, kt, ldk, s->qt, mpad, s->st, mpad);
+        if (cap > 0.0f) {
+            float inv = 1.0f / cap;
+            for (int j = 0; j < nk; j++)
+                for (int col = 0; col < M; col++) {
+                    float *x = &s->st[(size_t)j * mpad + col];
+                    *x = cap * tanhf(*x * inv);
+                }
+        }
+        if (p->desc.has_alibi)
+            for (int j = 0; j < nk; j++)
+                for (int col = 0; col < M; col++) {
+                    int64_t dist = s->pos[col] - (j0 + j);
+                    s->st[(size_t)j * mpad + col] -= s->slope[col] * (float)(dist < 0 ? -dist : dist);
+                }
+        int full = j0 >= lo_last && j0 + nk - 1 <= hi_first;
+        if (!full)
+            for (int j = 0; j < nk; j++) {
+                int64_t key = j0 + j;
+                float *row = s->st + (size_t)j * mpad;
+                for (int col = 0; col < M; col++)
+                    if (key < s->lo[col] || key > s->hi[col]) row[col] = -INFINITY;
+            }
+        kern->softmax(nk, mpad, s->st, mpad, s->m, s->l, s->alpha);
+        if (!first) kern->rescale(dv, mpad, s->ot, mpad, s->alpha);
+        first = 0;
+        const float *vt = kv_tile(kern, V, vbase, j0, nk, dv, s->vbuf, &ldv);
+        kern->pv(nk, dv, mpad, vt, ldv, s->st, mpad, s->ot, mpad);
+    }
+
+    /* O = Ot^T / l; LSE = m + log(l), with the sink in the denominator. */
+    for (int col = 0; col < M; col++) {
+        int64_t h = w->h0 + col / w->nq, i = w->i0 + col % w->nq;
+        double m = s->m[col], l = s->l[col], inv = 0.0, lse = -INFINITY;
+        if (p->desc.has_sinks) {
+            double sink = ((const float *)t->sinks.data)[h * t->sinks.stride[0]];
+            if (m == -INFINITY) {
+                lse = sink;
+            } else {
+                double mx = m > sink ? m : sink;
+                double den = l * exp(m - mx) + exp(sink - mx);
+                lse = mx + log(den);
+                inv = exp(m - mx) / den;
+            }
+        } else if (m != -INFINITY) {
+            lse = m + log(l);
+            inv = 1.0 / l;
+        }
+        int64_t ooff = sq.bidx * O->stride[0] + h * O->stride[1] + (sq.q_off + i) * O->stride[2];
+        if (O->dtype == AK_F32 && O->stride[3] == 1) {
+            float *orow = (float *)O->data + ooff;
+            float finv = (float)inv;
+            for (int c = 0; c < dv; c++) orow[c] = s->ot[(size_t)c * mpad + col] * finv;
+        } else {
+            for (int c = 0; c < dv; c++)
+                ak__store(O->data, O->dtype, ooff + c * O->stride[3], (double)(s->ot[(size_t)c * mpad + col] * (float)inv));
+        }
+        if (p->desc.return_lse) {
+            int64_t loff = sq.bidx * t->lse.stride[0] + h * t->lse.stride[1] + (sq.q_off + i) * t->lse.stride[2];
+            ((float *)t->lse.data)[loff] = (float)lse;
+        }
+    }
+}
+
+ak_status ak__fwd_execute(const ak_plan *pl, const ak_attn_tensors *t, void *ws) {
+    char *base = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    int nt = pl->n_threads;
+    if ((int64_t)nt > pl->n_items) nt = pl->n_items > 0 ? (int)pl->n_items : 1;
+#ifdef AK_USE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef AK_USE_OPENMP
+        int tid = omp_get_thread_num();
+#else
+        int tid = 0;
+#endif
+        scratch s = carve(base + (size_t)tid * pl->ws_per_thread, pl->p.d, pl->p.dv, pl->mpad_max, pl->bc);
+#ifdef AK_USE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t it = 0; it < pl->n_items; it++) run_item(pl, t, &pl->items[it], &s);
+    }
+    return AK_OK;
+}

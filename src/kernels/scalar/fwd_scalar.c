@@ -1,0 +1,63 @@
+/* Portable C micro-kernels of the fused forward attention (any head dim, any tile). */
+#include "core/internal.h"
+
+#include <math.h>
+
+static void qk_scalar(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float *st,
+                      int64_t ldst) {
+    for (int j = 0; j < nk; j++) {
+        float *srow = st + (size_t)j * ldst;
+        for (int q = 0; q < mpad; q++) srow[q] = 0.0f;
+        for (int c = 0; c < d; c++) {
+            float kv = k[(size_t)j * ldk + c];
+            const float *qrow = qt + (size_t)c * ldqt;
+            for (int q = 0; q < mpad; q++) srow[q] += kv * qrow[q];
+        }
+    }
+}
+
+static void pv_scalar(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
+                      int64_t ldot) {
+    for (int c = 0; c < dv; c++) {
+        float *orow = ot + (size_t)c * ldot;
+        for (int j = 0; j < nk; j++) {
+            float vv = v[(size_t)j * ldv + c];
+            const float *prow = pt + (size_t)j * ldpt;
+            for (int q = 0; q < mpad; q++) orow[q] += vv * prow[q];
+        }
+    }
+}
+
+static void softmax_scalar(int nk, int mpad, float *st, int64_t ldst, float *m, float *l, float *alpha) {
+    for (int q = 0; q < mpad; q++) {
+        float mx = m[q];
+        for (int j = 0; j < nk; j++) mx = st[(size_t)j * ldst + q] > mx ? st[(size_t)j * ldst + q] : mx;
+        if (mx == -INFINITY) { /* nothing visible yet: keep zeros, never compute (-inf) - (-inf) */
+            alpha[q] = 1.0f;
+            for (int j = 0; j < nk; j++) st[(size_t)j * ldst + q] = 0.0f;
+            continue;
+        }
+        float a = expf(m[q] - mx), sum = 0.0f;
+        for (int j = 0; j < nk; j++) {
+            float e = expf(st[(size_t)j * ldst + q] - mx);
+            st[(size_t)j * ldst + q] = e;
+            sum += e;
+        }
+        alpha[q] = a;
+        l[q] = l[q] * a + sum;
+        m[q] = mx;
+    }
+}
+
+static void rescale_scalar(int dv, int mpad, float *ot, int64_t ldot, const float *alpha) {
+    for (int c = 0; c < dv; c++)
+        for (int q = 0; q < mpad; q++) ot[(size_t)c * ldot + q] *= alpha[q];
+}
+
+static void to_f32_scalar(ak_dtype t, const void *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = ak__load(src, t, i);
+}
+
+const ak_fwd_kernels ak_fwd_kernels_scalar = {
+    "ak_k_fwd_f32_1x1__scalar", AK_ISA_SCALAR, qk_scalar, pv_scalar, softmax_scalar, rescale_scalar, to_f32_scalar,
+};
