@@ -26,7 +26,8 @@ static size_t align64(size_t x) { return (x + 63) / 64 * 64; }
 /* Scratch of one thread, in this order: qt, ot, st, m, l, alpha, slope (floats), lo, hi, pos (int64), kbuf, vbuf. */
 size_t ak__fwd_thread_ws(int d, int dv, int mpad, int bc) {
     size_t f = sizeof(float);
-    return align64((size_t)d * mpad * f) + align64((size_t)dv * mpad * f) + align64((size_t)bc * mpad * f) +
+    size_t ld = (size_t)mpad + 16; /* padded leading dimension of the 2-d tiles: no 4 KiB set aliasing */
+    return align64((size_t)d * ld * f) + align64((size_t)dv * ld * f) + align64((size_t)bc * ld * f) +
            4 * align64((size_t)mpad * f) + 3 * align64((size_t)mpad * sizeof(int64_t)) +
            align64((size_t)bc * d * f) + align64((size_t)bc * dv * f);
 }
@@ -40,9 +41,10 @@ static scratch carve(void *base, int d, int dv, int mpad, int bc) {
     scratch s;
     char *p = (char *)base;
     size_t f = sizeof(float);
-    s.qt = (float *)p;    p += align64((size_t)d * mpad * f);
-    s.ot = (float *)p;    p += align64((size_t)dv * mpad * f);
-    s.st = (float *)p;    p += align64((size_t)bc * mpad * f);
+    size_t ld = (size_t)mpad + 16;
+    s.qt = (float *)p;    p += align64((size_t)d * ld * f);
+    s.ot = (float *)p;    p += align64((size_t)dv * ld * f);
+    s.st = (float *)p;    p += align64((size_t)bc * ld * f);
     s.m = (float *)p;     p += align64((size_t)mpad * f);
     s.l = (float *)p;     p += align64((size_t)mpad * f);
     s.alpha = (float *)p; p += align64((size_t)mpad * f);
@@ -81,14 +83,14 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
     const ak_fwd_kernels *kern = pl->kern;
     const int d = p->d, dv = p->dv, bc = pl->bc;
     const ak_seq sq = ak__seq(p, w->b);
-    const int M = (int)(w->nh * w->nq), mpad = (M + 15) / 16 * 16;
+    const int M = (int)(w->nh * w->nq), mpad = (M + 15) / 16 * 16, ld = mpad + 16;
     const float scale = p->scale;
     const ak_tensor *Q = &t->q, *K = &t->k, *V = &t->v, *O = &t->o;
 
     /* Pack Qt[c][col] = scale * q; per-column mask bounds, positions and ALiBi slopes. */
     for (int col = 0; col < mpad; col++) {
         if (col >= M) {
-            for (int c = 0; c < d; c++) s->qt[(size_t)c * mpad + col] = 0.0f;
+            for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = 0.0f;
             s->lo[col] = 0;
             s->hi[col] = INT64_MAX / 4;
             s->pos[col] = 0;
@@ -97,7 +99,7 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
         }
         int64_t h = w->h0 + col / w->nq, i = w->i0 + col % w->nq;
         int64_t qoff = sq.bidx * Q->stride[0] + h * Q->stride[1] + (sq.q_off + i) * Q->stride[2];
-        for (int c = 0; c < d; c++) s->qt[(size_t)c * mpad + col] = scale * ak__load(Q->data, Q->dtype, qoff + c * Q->stride[3]);
+        for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = scale * ak__load(Q->data, Q->dtype, qoff + c * Q->stride[3]);
         ak__row_range(p, &sq, i, &s->lo[col], &s->hi[col]);
         s->pos[col] = i + sq.Lk - sq.Lq;
         s->slope[col] = 0.0f;
@@ -111,7 +113,7 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
         s->m[col] = -INFINITY;
         s->l[col] = 0.0f;
     }
-    memset(s->ot, 0, sizeof(float) * (size_t)dv * mpad);
+    memset(s->ot, 0, sizeof(float) * (size_t)dv * ld);
 
     /* Keys some row of the item sees: rows' ranges are monotone in i. */
     int64_t jlo, jhi, lo_last, hi_first, tmp;
@@ -126,12 +128,12 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
         int nk = (int)(jhi + 1 - j0 < bc ? jhi + 1 - j0 : bc);
         int64_t ldk, ldv;
         const float *kt = kv_tile(kern, K, kbase, j0, nk, d, s->kbuf, &ldk);
-        kern->qk(nk, d, mpad, kt, ldk, s->qt, mpad, s->st, mpad);
+        kern->qk(nk, d, mpad, kt, ldk, s->qt, ld, s->st, ld);
         if (cap > 0.0f) {
             float inv = 1.0f / cap;
             for (int j = 0; j < nk; j++)
                 for (int col = 0; col < M; col++) {
-                    float *x = &s->st[(size_t)j * mpad + col];
+                    float *x = &s->st[(size_t)j * ld + col];
                     *x = cap * tanhf(*x * inv);
                 }
         }
@@ -139,21 +141,21 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
             for (int j = 0; j < nk; j++)
                 for (int col = 0; col < M; col++) {
                     int64_t dist = s->pos[col] - (j0 + j);
-                    s->st[(size_t)j * mpad + col] -= s->slope[col] * (float)(dist < 0 ? -dist : dist);
+                    s->st[(size_t)j * ld + col] -= s->slope[col] * (float)(dist < 0 ? -dist : dist);
                 }
         int full = j0 >= lo_last && j0 + nk - 1 <= hi_first;
         if (!full)
             for (int j = 0; j < nk; j++) {
                 int64_t key = j0 + j;
-                float *row = s->st + (size_t)j * mpad;
+                float *row = s->st + (size_t)j * ld;
                 for (int col = 0; col < M; col++)
                     if (key < s->lo[col] || key > s->hi[col]) row[col] = -INFINITY;
             }
-        kern->softmax(nk, mpad, s->st, mpad, s->m, s->l, s->alpha);
-        if (!first) kern->rescale(dv, mpad, s->ot, mpad, s->alpha);
+        kern->softmax(nk, mpad, s->st, ld, s->m, s->l, s->alpha);
+        if (!first) kern->rescale(dv, mpad, s->ot, ld, s->alpha);
         first = 0;
         const float *vt = kv_tile(kern, V, vbase, j0, nk, dv, s->vbuf, &ldv);
-        kern->pv(nk, dv, mpad, vt, ldv, s->st, mpad, s->ot, mpad);
+        kern->pv(nk, dv, mpad, vt, ldv, s->st, ld, s->ot, ld);
     }
 
     /* O = Ot^T / l; LSE = m + log(l), with the sink in the denominator. */
@@ -178,10 +180,10 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
         if (O->dtype == AK_F32 && O->stride[3] == 1) {
             float *orow = (float *)O->data + ooff;
             float finv = (float)inv;
-            for (int c = 0; c < dv; c++) orow[c] = s->ot[(size_t)c * mpad + col] * finv;
+            for (int c = 0; c < dv; c++) orow[c] = s->ot[(size_t)c * ld + col] * finv;
         } else {
             for (int c = 0; c < dv; c++)
-                ak__store(O->data, O->dtype, ooff + c * O->stride[3], (double)(s->ot[(size_t)c * mpad + col] * (float)inv));
+                ak__store(O->data, O->dtype, ooff + c * O->stride[3], (double)(s->ot[(size_t)c * ld + col] * (float)inv));
         }
         if (p->desc.return_lse) {
             int64_t loff = sq.bidx * t->lse.stride[0] + h * t->lse.stride[1] + (sq.q_off + i) * t->lse.stride[2];

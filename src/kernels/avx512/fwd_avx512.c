@@ -1,7 +1,7 @@
 /*
  * AVX-512F micro-kernels of the fused forward attention (compiled with -mavx512f -mavx512bw ...).
  * Queries run along the 16 lanes of a zmm register; keys (qk) or value columns (pv) are broadcast.
- * Register tile: 6 broadcast rows x 4 zmm (64 queries) = 24 accumulators.
+ * Register tile: 12 broadcast rows x 2 zmm (32 queries) = 24 accumulators.
  */
 #include "core/internal.h"
 
@@ -9,20 +9,26 @@
 
 #define AK_AI static inline __attribute__((always_inline))
 
-/* st[j][q] = sum_c k[j][c] * qt[c][q] for j < MR, q < 16*NV */
+/* Broadcast into a register, used by NV FMAs. Without the empty asm the compiler folds the broadcast
+ * into every FMA ({1to16} memory operand): NV loads per broadcast, and the load ports become the limit. */
+AK_AI __m512 bcast(const float *p) {
+    __m512 a = _mm512_set1_ps(*p);
+    __asm__("" : "+v"(a));
+    return a;
+}
+
+/* st[j][q] = sum_c k[j][c] * qt[c][q] for j < MR, q < 16*NV.  12 keys x 2 zmm: the 32-query strip of
+ * qt (d x 128 bytes) stays in L1 while the key rows stream through. */
 AK_AI void qk_tile(const int MR, const int NV, int d, const float *k, int64_t ldk, const float *qt, int64_t ldqt,
                    float *st, int64_t ldst) {
-    __m512 acc[6][4];
-    const float *kr[6];
-    for (int r = 0; r < MR; r++) {
-        kr[r] = k + (size_t)r * ldk;
+    __m512 acc[12][2];
+    for (int r = 0; r < MR; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
-    }
     for (int c = 0; c < d; c++) {
-        __m512 b[4];
+        __m512 b[2];
         for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_ps(qt + (size_t)c * ldqt + 16 * v);
         for (int r = 0; r < MR; r++) {
-            __m512 a = _mm512_set1_ps(kr[r][c]);
+            __m512 a = bcast(k + (size_t)r * ldk + c);
             for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
         }
     }
@@ -30,60 +36,36 @@ AK_AI void qk_tile(const int MR, const int NV, int d, const float *k, int64_t ld
         for (int v = 0; v < NV; v++) _mm512_storeu_ps(st + (size_t)r * ldst + 16 * v, acc[r][v]);
 }
 
-#define QK_CASE(mr, nv) qk_tile(mr, nv, d, k, ldk, qt, ldqt, st, ldst)
-static void qk_rows(int mr, int nv, int d, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                    int64_t ldst) {
-    switch (mr * 8 + nv) {
-    case 6 * 8 + 4: QK_CASE(6, 4); break;
-    case 6 * 8 + 3: QK_CASE(6, 3); break;
-    case 6 * 8 + 2: QK_CASE(6, 2); break;
-    case 6 * 8 + 1: QK_CASE(6, 1); break;
-    case 5 * 8 + 4: QK_CASE(5, 4); break;
-    case 5 * 8 + 3: QK_CASE(5, 3); break;
-    case 5 * 8 + 2: QK_CASE(5, 2); break;
-    case 5 * 8 + 1: QK_CASE(5, 1); break;
-    case 4 * 8 + 4: QK_CASE(4, 4); break;
-    case 4 * 8 + 3: QK_CASE(4, 3); break;
-    case 4 * 8 + 2: QK_CASE(4, 2); break;
-    case 4 * 8 + 1: QK_CASE(4, 1); break;
-    case 3 * 8 + 4: QK_CASE(3, 4); break;
-    case 3 * 8 + 3: QK_CASE(3, 3); break;
-    case 3 * 8 + 2: QK_CASE(3, 2); break;
-    case 3 * 8 + 1: QK_CASE(3, 1); break;
-    case 2 * 8 + 4: QK_CASE(2, 4); break;
-    case 2 * 8 + 3: QK_CASE(2, 3); break;
-    case 2 * 8 + 2: QK_CASE(2, 2); break;
-    case 2 * 8 + 1: QK_CASE(2, 1); break;
-    case 1 * 8 + 4: QK_CASE(1, 4); break;
-    case 1 * 8 + 3: QK_CASE(1, 3); break;
-    case 1 * 8 + 2: QK_CASE(1, 2); break;
-    default: QK_CASE(1, 1); break;
-    }
-}
-
 static void qk_avx512(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float *st,
                       int64_t ldst) {
-    for (int q = 0; q < mpad; q += 64) {
-        int nv = (mpad - q) >= 64 ? 4 : (mpad - q) / 16;
-        for (int j = 0; j < nk; j += 6) {
-            int mr = nk - j < 6 ? nk - j : 6;
-            qk_rows(mr, nv, d, k + (size_t)j * ldk, ldk, qt + q, ldqt, st + (size_t)j * ldst + q, ldst);
+    for (int q = 0; q < mpad; q += 32) {
+        const float *qq = qt + q;
+        if (mpad - q >= 32) {
+            int j = 0;
+            for (; j + 12 <= nk; j += 12) qk_tile(12, 2, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
+            for (; j + 4 <= nk; j += 4) qk_tile(4, 2, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
+            for (; j < nk; j++) qk_tile(1, 2, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
+        } else {
+            int j = 0;
+            for (; j + 12 <= nk; j += 12) qk_tile(12, 1, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
+            for (; j + 4 <= nk; j += 4) qk_tile(4, 1, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
+            for (; j < nk; j++) qk_tile(1, 1, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
         }
     }
 }
 
-/* ot[c][q] += sum_j v[j][c] * pt[j][q] for c < MR, q < 16*NV */
+/* ot[c][q] += sum_j v[j][c] * pt[j][q] for c < MR, q < 16*NV.  12 value columns x 2 zmm. */
 AK_AI void pv_tile(const int MR, const int NV, int nk, const float *v, int64_t ldv, const float *pt, int64_t ldpt,
                    float *ot, int64_t ldot) {
-    __m512 acc[6][4];
+    __m512 acc[12][2];
     for (int r = 0; r < MR; r++)
         for (int u = 0; u < NV; u++) acc[r][u] = _mm512_loadu_ps(ot + (size_t)r * ldot + 16 * u);
     for (int j = 0; j < nk; j++) {
-        __m512 b[4];
+        __m512 b[2];
         const float *vr = v + (size_t)j * ldv;
         for (int u = 0; u < NV; u++) b[u] = _mm512_loadu_ps(pt + (size_t)j * ldpt + 16 * u);
         for (int r = 0; r < MR; r++) {
-            __m512 a = _mm512_set1_ps(vr[r]);
+            __m512 a = bcast(vr + r);
             for (int u = 0; u < NV; u++) acc[r][u] = _mm512_fmadd_ps(a, b[u], acc[r][u]);
         }
     }
@@ -91,44 +73,20 @@ AK_AI void pv_tile(const int MR, const int NV, int nk, const float *v, int64_t l
         for (int u = 0; u < NV; u++) _mm512_storeu_ps(ot + (size_t)r * ldot + 16 * u, acc[r][u]);
 }
 
-#define PV_CASE(mr, nv) pv_tile(mr, nv, nk, v, ldv, pt, ldpt, ot, ldot)
-static void pv_rows(int mr, int nv, int nk, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
-                    int64_t ldot) {
-    switch (mr * 8 + nv) {
-    case 6 * 8 + 4: PV_CASE(6, 4); break;
-    case 6 * 8 + 3: PV_CASE(6, 3); break;
-    case 6 * 8 + 2: PV_CASE(6, 2); break;
-    case 6 * 8 + 1: PV_CASE(6, 1); break;
-    case 5 * 8 + 4: PV_CASE(5, 4); break;
-    case 5 * 8 + 3: PV_CASE(5, 3); break;
-    case 5 * 8 + 2: PV_CASE(5, 2); break;
-    case 5 * 8 + 1: PV_CASE(5, 1); break;
-    case 4 * 8 + 4: PV_CASE(4, 4); break;
-    case 4 * 8 + 3: PV_CASE(4, 3); break;
-    case 4 * 8 + 2: PV_CASE(4, 2); break;
-    case 4 * 8 + 1: PV_CASE(4, 1); break;
-    case 3 * 8 + 4: PV_CASE(3, 4); break;
-    case 3 * 8 + 3: PV_CASE(3, 3); break;
-    case 3 * 8 + 2: PV_CASE(3, 2); break;
-    case 3 * 8 + 1: PV_CASE(3, 1); break;
-    case 2 * 8 + 4: PV_CASE(2, 4); break;
-    case 2 * 8 + 3: PV_CASE(2, 3); break;
-    case 2 * 8 + 2: PV_CASE(2, 2); break;
-    case 2 * 8 + 1: PV_CASE(2, 1); break;
-    case 1 * 8 + 4: PV_CASE(1, 4); break;
-    case 1 * 8 + 3: PV_CASE(1, 3); break;
-    case 1 * 8 + 2: PV_CASE(1, 2); break;
-    default: PV_CASE(1, 1); break;
-    }
-}
-
 static void pv_avx512(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
                       int64_t ldot) {
-    for (int q = 0; q < mpad; q += 64) {
-        int nv = (mpad - q) >= 64 ? 4 : (mpad - q) / 16;
-        for (int c = 0; c < dv; c += 6) {
-            int mr = dv - c < 6 ? dv - c : 6;
-            pv_rows(mr, nv, nk, v + c, ldv, pt + q, ldpt, ot + (size_t)c * ldot + q, ldot);
+    for (int q = 0; q < mpad; q += 32) {
+        const float *pp = pt + q;
+        if (mpad - q >= 32) {
+            int c = 0;
+            for (; c + 12 <= dv; c += 12) pv_tile(12, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+            for (; c + 4 <= dv; c += 4) pv_tile(4, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+            for (; c < dv; c++) pv_tile(1, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+        } else {
+            int c = 0;
+            for (; c + 12 <= dv; c += 12) pv_tile(12, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+            for (; c + 4 <= dv; c += 4) pv_tile(4, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+            for (; c < dv; c++) pv_tile(1, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
         }
     }
 }
@@ -203,5 +161,5 @@ static void to_f32_avx512(ak_dtype t, const void *src, float *dst, int64_t n) {
 }
 
 const ak_fwd_kernels ak_fwd_kernels_avx512 = {
-    "ak_k_fwd_f32_6x64__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, to_f32_avx512,
+    "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, to_f32_avx512,
 };
