@@ -1,0 +1,318 @@
+/*
+ * bench.c — the `bench` mode: time ak_attention_run on every problem of a sweep.
+ *
+ * Per problem: inputs allocated and filled once, one plan and one workspace, `warmup` untimed runs,
+ * then `reps` timed runs of ak_attention_run alone. Useful FLOPs = 2 (d + dv) x visible pairs x Hq
+ * (pairs counted exactly from the masks), GFLOP/s from the median time, and % of the ceiling that
+ * ak_measure_peak() measured at the start of the same run: the fp32 FMA peak for f32 inputs, the
+ * bf16 dot peak for bf16/f16 inputs (the fp32 FMA peak when the CPU has no bf16 dot).
+ * Output: a human table (default), -o csv|json|jsonl with every field on every row, or -o md with
+ * the problem string (all shape parameters), build, CPU, ISA, threads, kernel, times and % of peak.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* ---- a row: ordered key/value fields, written by every output format ---- */
+enum kind { K_STR, K_INT, K_NUM, K_NULL };
+
+typedef struct field {
+    const char *key;
+    enum kind kind;
+    char s[512];
+    double x;
+} field;
+
+typedef struct row {
+    field f[64];
+    int n;
+} row;
+
+static void add_str(row *r, const char *key, const char *v) {
+    field *f = &r->f[r->n++];
+    f->key = key;
+    f->kind = K_STR;
+    snprintf(f->s, sizeof(f->s), "%s", v);
+}
+
+static void add_int(row *r, const char *key, long long v) {
+    field *f = &r->f[r->n++];
+    f->key = key;
+    f->kind = K_INT;
+    f->x = (double)v;
+}
+
+/* A real number; NaN or inf is written as null (JSON) / empty (CSV) / "-" (md). */
+static void add_num(row *r, const char *key, double v) {
+    field *f = &r->f[r->n++];
+    f->key = key;
+    f->kind = isfinite(v) ? K_NUM : K_NULL;
+    f->x = v;
+}
+
+static void write_value(FILE *out, const field *f, out_format fmt) {
+    if (f->kind == K_INT) fprintf(out, "%.0f", f->x);
+    else if (f->kind == K_NUM) fprintf(out, "%.6g", f->x);
+    else if (f->kind == K_NULL) fprintf(out, "%s", fmt == OUT_CSV ? "" : fmt == OUT_MD ? "-" : "null");
+    else if (fmt == OUT_JSON || fmt == OUT_JSONL) json_string(out, f->s);
+    else if (fmt == OUT_CSV) {
+        fputc('"', out);
+        for (const char *c = f->s; *c; c++) {
+            if (*c == '"') fputc('"', out);
+            fputc(*c, out);
+        }
+        fputc('"', out);
+    } else fprintf(out, "%s", f->s);
+}
+
+static void write_json_row(FILE *out, const row *r) {
+    fputc('{', out);
+    for (int i = 0; i < r->n; i++) {
+        fprintf(out, "%s\"%s\": ", i ? ", " : "", r->f[i].key);
+        write_value(out, &r->f[i], OUT_JSON);
+    }
+    fputc('}', out);
+}
+
+/* The md table keeps it readable: the problem string carries every shape parameter. */
+static int in_md(const char *key) {
+    static const char *keys[] = {"problem", "build_commit", "cpu", "isa", "threads", "kernel", "reps",
+                                 "median_ms", "min_ms", "stddev_ms", "gflops", "ceiling", "pct_peak"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strcmp(key, keys[i]) == 0) return 1;
+    return 0;
+}
+
+static void write_header(FILE *out, const row *r, out_format fmt) {
+    if (fmt == OUT_JSON) fprintf(out, "[\n");
+    if (fmt == OUT_CSV) {
+        for (int i = 0; i < r->n; i++) fprintf(out, "%s%s", i ? "," : "", r->f[i].key);
+        fprintf(out, "\n");
+    }
+    if (fmt != OUT_MD) return;
+    for (int i = 0; i < r->n; i++)
+        if (in_md(r->f[i].key)) fprintf(out, "| %s ", r->f[i].key);
+    fprintf(out, "|\n");
+    for (int i = 0; i < r->n; i++)
+        if (in_md(r->f[i].key)) fprintf(out, "|%s", r->f[i].kind == K_STR ? "---" : "---:");
+    fprintf(out, "|\n");
+}
+
+static void write_row(FILE *out, const row *r, out_format fmt, int index) {
+    if (fmt == OUT_JSON || fmt == OUT_JSONL) {
+        if (fmt == OUT_JSON) fprintf(out, "%s  ", index ? ",\n" : "");
+        write_json_row(out, r);
+        if (fmt == OUT_JSONL) fputc('\n', out);
+    } else {
+        for (int i = 0; i < r->n; i++) {
+            if (fmt == OUT_MD && !in_md(r->f[i].key)) continue;
+            fprintf(out, fmt == OUT_MD ? "| " : i ? "," : "");
+            write_value(out, &r->f[i], fmt);
+            if (fmt == OUT_MD) fputc(' ', out);
+        }
+        fprintf(out, fmt == OUT_MD ? "|\n" : "\n");
+    }
+    fflush(out);
+}
+
+/* ---- what every row shares ---- */
+typedef struct bench_env {
+    ak_peak peak;
+    int have_peak;
+    char cpu[256], commit[64];
+    const char *isa;
+    int threads;
+} bench_env;
+
+/* Timings of one problem. */
+typedef struct timing {
+    double median_ms, min_ms, mean_ms, stddev_ms, flops;
+    char kernel[128];
+} timing;
+
+/* The ceiling for a problem: its name and GFLOP/s (0 when not measured). */
+static double ceiling_for(const bench_env *env, const problem *p, const char **name) {
+    int half = p->dt_q != AK_F32 || p->dt_kv != AK_F32;
+    if (half && env->peak.dot_bf16_gflops > 0) {
+        *name = "dot_bf16";
+        return env->have_peak ? env->peak.dot_bf16_gflops : 0.0;
+    }
+    *name = "fma_f32";
+    return env->have_peak ? env->peak.fma_f32_gflops : 0.0;
+}
+
+/* All fields of one result row, in output order. */
+static void make_row(row *r, const bench_env *env, const options *o, const problem *p, const inputs *in,
+                     const timing *t) {
+    char name[512], x[64];
+    const char *ceil_name;
+    double ceil = ceiling_for(env, p, &ceil_name);
+    double gflops = t->flops / (t->median_ms * 1e-3) * 1e-9;
+    r->n = 0;
+    problem_format(p, name, sizeof(name));
+    add_str(r, "problem", name);
+    add_int(r, "batch", p->B);
+    add_int(r, "heads_q", p->Hq);
+    add_int(r, "heads_kv", p->Hkv);
+    add_int(r, "seqlen_q", p->Lq);
+    add_int(r, "seqlen_k", p->Lk);
+    add_int(r, "head_dim", p->d);
+    add_int(r, "head_dim_v", p->dv);
+    add_int(r, "causal", p->causal);
+    add_int(r, "window_left", p->win_left);
+    add_int(r, "window_right", p->win_right);
+    add_num(r, "softcap", p->softcap);
+    add_int(r, "alibi", p->alibi);
+    add_int(r, "sinks", p->sinks);
+    add_int(r, "lse", p->lse);
+    format_float(isnan(p->scale) ? (float)(1.0 / sqrt((double)p->d)) : p->scale, x, sizeof(x));
+    add_num(r, "scale", strtod(x, NULL));
+    add_str(r, "dtype_q", ak_dtype_name(p->dt_q));
+    add_str(r, "dtype_kv", ak_dtype_name(p->dt_kv));
+    add_str(r, "dtype_o", ak_dtype_name(p->dt_o));
+    add_str(r, "layout", p->bshd ? "bshd" : "bhsd");
+    add_int(r, "varlen", p->varlen);
+    add_str(r, "build_commit", env->commit);
+    add_str(r, "cpu", env->cpu);
+    add_str(r, "isa", env->isa);
+    add_int(r, "threads", env->threads);
+    add_str(r, "kernel", t->kernel);
+    add_int(r, "reps", o->reps);
+    add_int(r, "warmup", o->warmup);
+    add_num(r, "median_ms", t->median_ms);
+    add_num(r, "min_ms", t->min_ms);
+    add_num(r, "mean_ms", t->mean_ms);
+    add_num(r, "stddev_ms", t->stddev_ms);
+    add_num(r, "visible_pairs", visible_pairs(in));
+    add_num(r, "gflop", t->flops * 1e-9);
+    add_num(r, "gflops", gflops);
+    add_str(r, "ceiling", env->have_peak ? ceil_name : "none");
+    add_num(r, "ceiling_gflops", env->have_peak ? ceil : NAN);
+    add_num(r, "pct_peak", env->have_peak && ceil > 0 ? 100.0 * gflops / ceil : NAN);
+    add_num(r, "peak_fma_f32_gflops", env->have_peak ? env->peak.fma_f32_gflops : NAN);
+    add_num(r, "peak_dot_bf16_gflops", env->have_peak ? env->peak.dot_bf16_gflops : NAN);
+    add_num(r, "peak_dram_gbs", env->have_peak ? env->peak.dram_read_gbs : NAN);
+}
+
+/* Time one problem. 0 = ok; else the error is printed to stderr. */
+static int time_problem(ak_ctx *ctx, const options *o, inputs *in, timing *t) {
+    ak_plan *plan = NULL;
+    void *ws = NULL;
+    double *ms = malloc(sizeof(double) * (size_t)o->reps);
+    ak_status st = ms ? ak_plan_create(ctx, &in->desc, &plan) : AK_ERR_OUT_OF_MEMORY;
+    size_t ws_size = st == AK_OK ? ak_plan_workspace_size(plan) : 0;
+    if (st == AK_OK && ws_size > 0 && !(ws = xalloc(ws_size))) st = AK_ERR_OUT_OF_MEMORY;
+    if (st == AK_OK && o->explain) fprintf(stderr, "%s\n", ak_plan_explain(plan));
+    for (int w = 0; st == AK_OK && w < o->warmup; w++) st = ak_attention_run(plan, &in->t, ws, ws_size);
+    for (int r = 0; st == AK_OK && r < o->reps; r++) {
+        double t0 = now_seconds();
+        st = ak_attention_run(plan, &in->t, ws, ws_size);
+        ms[r] = (now_seconds() - t0) * 1e3;
+    }
+    if (st == AK_OK) {
+        double sum = 0, sq = 0;
+        t->min_ms = ms[0];
+        for (int r = 0; r < o->reps; r++) {
+            sum += ms[r];
+            if (ms[r] < t->min_ms) t->min_ms = ms[r];
+        }
+        t->mean_ms = sum / o->reps;
+        for (int r = 0; r < o->reps; r++) sq += (ms[r] - t->mean_ms) * (ms[r] - t->mean_ms);
+        t->stddev_ms = o->reps > 1 ? sqrt(sq / (o->reps - 1)) : 0.0;
+        t->median_ms = median_of(ms, o->reps);
+        t->flops = useful_flops(in);
+        snprintf(t->kernel, sizeof(t->kernel), "%s", ak_plan_kernel_name(plan));
+    } else {
+        fprintf(stderr, "attnkit: %s\n", error_text(ctx, st));
+    }
+    free(ws);
+    free(ms);
+    ak_plan_destroy(plan);
+    return st == AK_OK ? 0 : -1;
+}
+
+static void human_preamble(const bench_env *env, const options *o, int name_w) {
+    printf("attnkit bench: %s | isa %s | %d threads | commit %s | %d reps after %d warm-up\n", env->cpu,
+           env->isa, env->threads, env->commit, o->reps, o->warmup);
+    if (env->have_peak) {
+        printf("peak, measured in this run: fp32 FMA %.1f GFLOP/s | bf16 dot ", env->peak.fma_f32_gflops);
+        if (env->peak.dot_bf16_gflops > 0) printf("%.1f GFLOP/s", env->peak.dot_bf16_gflops);
+        else printf("n/a");
+        printf(" | DRAM read %.1f GB/s\n", env->peak.dram_read_gbs);
+        printf("%% peak = useful GFLOP/s (causal/window: visible pairs only) / ceiling "
+               "(fma_f32 for f32 inputs, dot_bf16 for bf16/f16 inputs when the CPU has it)\n");
+    }
+    printf("%-*s  %-30s %10s %10s %8s %9s %7s %s\n", name_w, "problem", "kernel", "median ms", "min ms",
+           "stddev", "GFLOP/s", "% peak", "ceiling");
+}
+
+static void human_row(const bench_env *env, const problem *p, const timing *t, int name_w) {
+    char name[512], pct[32];
+    const char *ceil_name;
+    double ceil = ceiling_for(env, p, &ceil_name);
+    double gflops = t->flops / (t->median_ms * 1e-3) * 1e-9;
+    problem_format(p, name, sizeof(name));
+    if (ceil > 0) snprintf(pct, sizeof(pct), "%.1f%%", 100.0 * gflops / ceil);
+    else snprintf(pct, sizeof(pct), "-");
+    printf("%-*s  %-30s %10.3f %10.3f %8.3f %9.1f %7s %s\n", name_w, name, t->kernel, t->median_ms, t->min_ms,
+           t->stddev_ms, gflops, pct, ceil > 0 ? ceil_name : "-");
+    fflush(stdout);
+}
+
+int mode_bench(const options *o, char **specs, int n_specs) {
+    problem *probs = NULL;
+    int n = 0, failed = 0, rows = 0, name_w = 8;
+    if (problems_from_args(specs, n_specs, &probs, &n) != 0) return 2;
+    ak_ctx *ctx = NULL;
+    if (ctx_from_options(o, 0, &ctx) != 0) { free(probs); return 1; }
+    bench_env env;
+    memset(&env, 0, sizeof(env));
+    cpu_model(env.cpu, sizeof(env.cpu));
+    build_commit(env.commit, sizeof(env.commit));
+    env.isa = ak_isa_name(ak_ctx_get_isa(ctx));
+    env.threads = ak_ctx_get_num_threads(ctx);
+    if (!o->no_peak) {
+        ak_status st = ak_measure_peak(ctx, &env.peak);
+        env.have_peak = st == AK_OK;
+        if (st != AK_OK) fprintf(stderr, "attnkit: ak_measure_peak: %s; no %% of peak\n",
+                                 error_text(ctx, st));
+    }
+    for (int i = 0; i < n; i++) {
+        char name[512];
+        problem_format(&probs[i], name, sizeof(name));
+        if ((int)strlen(name) > name_w) name_w = (int)strlen(name);
+    }
+    if (o->out == OUT_HUMAN) human_preamble(&env, o, name_w);
+    static row r;
+    for (int i = 0; i < n; i++) {
+        inputs in;
+        timing t;
+        char err[256];
+        memset(&t, 0, sizeof(t));
+        if (inputs_create(&probs[i], o->seed, &in, err, sizeof(err)) != 0) {
+            fprintf(stderr, "attnkit: %s\n", err);
+            failed++;
+            continue;
+        }
+        if (time_problem(ctx, o, &in, &t) != 0) {
+            char name[512];
+            problem_format(&probs[i], name, sizeof(name));
+            fprintf(stderr, "attnkit: bench %s failed\n", name);
+            failed++;
+        } else if (o->out == OUT_HUMAN) {
+            human_row(&env, &probs[i], &t, name_w);
+        } else {
+            make_row(&r, &env, o, &probs[i], &in, &t);
+            if (rows == 0) write_header(stdout, &r, o->out);
+            write_row(stdout, &r, o->out, rows);
+            rows++;
+        }
+        inputs_free(&in);
+    }
+    if (o->out == OUT_JSON) printf(rows ? "\n]\n" : "[]\n");
+    ak_ctx_destroy(ctx);
+    free(probs);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,243 @@
+/*
+ * check.c — the `check` and `bitwise` modes.
+ *
+ * check:   O (and LSE) of ak_attention_run vs the double reference (ak_attention_ref with f64
+ *          outputs), next to the error of a naive fp32 attention vs the same reference. PASS iff
+ *          err <= 2 * err_naive32 + 1e-6 (+ 2 ulp of the output dtype at max|O| for bf16/f16 O).
+ * bitwise: two runs on N threads and one on 1 thread (2 if N = 1); O and LSE must be memcmp-equal.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* |a - b|, 0 when equal (both -inf included), +inf when either is NaN. */
+static double abs_diff(double a, double b) {
+    if (a == b) return 0.0;
+    double d = fabs(a - b);
+    return isnan(d) ? INFINITY : d;
+}
+
+/* Spacing of dtype t's values at magnitude x (0 for f32: no rounding term). */
+static double ulp_at(ak_dtype t, double x) {
+    int mant = t == AK_BF16 ? 7 : t == AK_F16 ? 10 : -1, e = 0;
+    if (mant < 0) return 0.0;
+    frexp(x > 0 ? x : 1e-30, &e);   /* x = m * 2^e, m in [0.5, 1) */
+    double u = ldexp(1.0, e - 1 - mant);
+    double smallest = t == AK_F16 ? ldexp(1.0, -24) : ldexp(1.0, -133);
+    return u > smallest ? u : smallest;
+}
+
+typedef struct errors {
+    double err, err32, max_ref;   /* O: max |opt - ref|, max |naive32 - ref|, max |ref| */
+    double lerr, lerr32;          /* LSE: the same */
+} errors;
+
+/* Compare the optimized output (in->t), the f64 reference and the naive fp32 result. */
+static errors compare(const inputs *in, const double *o_ref, const double *l_ref, const float *o32,
+                      const float *l32) {
+    errors e = {0, 0, 0, 0, 0};
+    const problem *p = &in->p;
+    for (int64_t b = 0; b < in->Bt; b++)
+        for (int64_t h = 0; h < p->Hq; h++)
+            for (int64_t r = 0; r < in->Tq; r++) {
+                size_t row = ((size_t)b * p->Hq + h) * in->Tq + r;
+                for (int64_t c = 0; c < p->dv; c++) {
+                    double ref = o_ref[row * p->dv + c];
+                    double d = abs_diff(tensor_get(&in->t.o, b, h, r, c), ref);
+                    double d32 = abs_diff(o32[row * p->dv + c], ref);
+                    if (d > e.err) e.err = d;
+                    if (d32 > e.err32) e.err32 = d32;
+                    if (fabs(ref) > e.max_ref) e.max_ref = fabs(ref);
+                }
+                if (!p->lse) continue;
+                double d = abs_diff(((const float *)in->lse)[row], l_ref[row]);
+                double d32 = abs_diff(l32[row], l_ref[row]);
+                if (d > e.lerr) e.lerr = d;
+                if (d32 > e.lerr32) e.lerr32 = d32;
+            }
+    return e;
+}
+
+static void print_ratio(double err, double err32) {
+    if (err32 > 0) printf("  ratio %5.2f", err / err32);
+    else printf("  ratio %5s", err > 0 ? "inf" : "0");
+}
+
+/* Reference (f64 outputs) and naive fp32 results for the inputs; 0 = ok. */
+static int reference_results(ak_ctx *ctx, const inputs *in, double *o_ref, double *l_ref, float *o32,
+                             float *l32) {
+    const problem *p = &in->p;
+    ak_attn_desc d = in->desc;
+    ak_attn_tensors t = in->t;
+    d.dtype_o = AK_F64;
+    t.o = ak_tensor_4d(o_ref, AK_F64, in->Bt, p->Hq, in->Tq, p->dv);
+    if (p->lse) t.lse = ak_tensor_3d(l_ref, AK_F64, in->Bt, p->Hq, in->Tq);
+    ak_status st = ak_attention_ref(ctx, &d, &t);
+    if (st != AK_OK) {
+        printf("ERROR ak_attention_ref: %s\n", error_text(ctx, st));
+        return -1;
+    }
+    if (naive_f32(in, o32, l32) != 0) {
+        printf("ERROR out of memory in the naive fp32 attention\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Run the plan on the inputs; prints the error. 0 = ok. */
+static int run_plan(ak_ctx *ctx, const options *o, inputs *in, ak_plan **plan_out) {
+    ak_plan *plan = NULL;
+    ak_status st = ak_plan_create(ctx, &in->desc, &plan);
+    if (st == AK_OK && o->explain) printf("%s\n", ak_plan_explain(plan));
+    if (st == AK_OK) st = ak_attention_run(plan, &in->t, NULL, 0);
+    if (st != AK_OK) {
+        printf("ERROR %s\n", error_text(ctx, st));
+        ak_plan_destroy(plan);
+        return -1;
+    }
+    *plan_out = plan;
+    return 0;
+}
+
+/* Check one problem; prints one line. 0 = PASS, 1 = FAIL or error. */
+static int check_one(ak_ctx *ctx, const options *o, const problem *p) {
+    char name[512], err[256];
+    problem_format(p, name, sizeof(name));
+    printf("%-52s ", name);
+    fflush(stdout);
+    inputs in;
+    if (inputs_create(p, o->seed, &in, err, sizeof(err)) != 0) { printf("ERROR %s\n", err); return 1; }
+    size_t n_o = in.o_bytes / ak_dtype_size(p->dt_o), n_l = in.lse_bytes / sizeof(float);
+    double *o_ref = xalloc(n_o * sizeof(double)), *l_ref = xalloc(n_l * sizeof(double));
+    float *o32 = xalloc(n_o * sizeof(float)), *l32 = xalloc(n_l * sizeof(float));
+    ak_plan *plan = NULL;
+    int rc = 1;
+    if (!o_ref || !l_ref || !o32 || !l32) printf("ERROR out of memory\n");
+    else if (run_plan(ctx, o, &in, &plan) == 0 && reference_results(ctx, &in, o_ref, l_ref, o32, l32) == 0) {
+        errors e = compare(&in, o_ref, l_ref, o32, l32);
+        double tol = 2.0 * e.err32 + 1e-6 + 2.0 * ulp_at(p->dt_o, e.max_ref);
+        double ltol = 2.0 * e.lerr32 + 1e-6;
+        int pass = e.err <= tol && (!p->lse || e.lerr <= ltol);
+        printf("%s %-28s err %.2e  naive32 %.2e", pass ? "PASS" : "FAIL", ak_plan_kernel_name(plan),
+               e.err, e.err32);
+        print_ratio(e.err, e.err32);
+        printf("  tol %.2e", tol);
+        if (p->lse) {
+            printf("  | lse err %.2e  naive32 %.2e", e.lerr, e.lerr32);
+            print_ratio(e.lerr, e.lerr32);
+        }
+        printf("\n");
+        rc = pass ? 0 : 1;
+    }
+    ak_plan_destroy(plan);
+    free(o_ref);
+    free(l_ref);
+    free(o32);
+    free(l32);
+    inputs_free(&in);
+    return rc;
+}
+
+int mode_check(const options *o, char **specs, int n_specs) {
+    problem *probs = NULL;
+    int n = 0, failed = 0;
+    if (problems_from_args(specs, n_specs, &probs, &n) != 0) return 2;
+    ak_ctx *ctx = NULL;
+    if (ctx_from_options(o, 0, &ctx) != 0) { free(probs); return 1; }
+    printf("attnkit check: isa %s, %d threads, seed %llu; PASS iff err <= 2*naive32 + 1e-6 "
+           "(+ 2 ulp of max|O| for bf16/f16 O)\n", ak_isa_name(ak_ctx_get_isa(ctx)),
+           ak_ctx_get_num_threads(ctx), (unsigned long long)o->seed);
+    for (int i = 0; i < n; i++) failed += check_one(ctx, o, &probs[i]);
+    printf("check: %d passed, %d failed\n", n - failed, failed);
+    ak_ctx_destroy(ctx);
+    free(probs);
+    return failed ? 1 : 0;
+}
+
+/* Run a fresh plan of ctx on the inputs (outputs NaN-poisoned first); copy O and LSE out. */
+static int run_copy(ak_ctx *ctx, const options *o, inputs *in, unsigned char *o_out,
+                    unsigned char *l_out, char *kernel, size_t klen) {
+    ak_plan *plan = NULL;
+    memset(in->o, 0xff, in->o_bytes);
+    memset(in->lse, 0xff, in->lse_bytes);
+    if (run_plan(ctx, o, in, &plan) != 0) return -1;
+    snprintf(kernel, klen, "%s", ak_plan_kernel_name(plan));
+    memcpy(o_out, in->o, in->o_bytes);
+    memcpy(l_out, in->lse, in->lse_bytes);
+    ak_plan_destroy(plan);
+    return 0;
+}
+
+/* Differing bytes of two buffers; *first = offset of the first (or -1). */
+static size_t count_diff(const unsigned char *a, const unsigned char *b, size_t n, long long *first) {
+    size_t d = 0;
+    *first = -1;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) {
+            if (*first < 0) *first = (long long)i;
+            d++;
+        }
+    return d;
+}
+
+/* Compare two results; prints what differs. 0 = identical. */
+static int same_bits(const char *what, const inputs *in, const unsigned char *oa, const unsigned char *la,
+                     const unsigned char *ob, const unsigned char *lb) {
+    long long f1, f2;
+    size_t d1 = count_diff(oa, ob, in->o_bytes, &f1), d2 = count_diff(la, lb, in->lse_bytes, &f2);
+    if (d1 == 0 && d2 == 0) return 0;
+    printf("\n      %s: O differs in %zu bytes (first at element %lld of the buffer)", what, d1,
+           f1 < 0 ? -1 : f1 / (long long)ak_dtype_size(in->p.dt_o));
+    if (d2) printf(", LSE in %zu bytes (first at element %lld)", d2, f2 / 4);
+    return 1;
+}
+
+/* Bitwise check of one problem on ctx_n (N threads) and ctx_1 (1 or 2 threads). */
+static int bitwise_one(ak_ctx *ctx_n, ak_ctx *ctx_1, const options *o, const problem *p) {
+    char name[512], err[256], kernel[128];
+    problem_format(p, name, sizeof(name));
+    printf("%-52s ", name);
+    fflush(stdout);
+    inputs in;
+    if (inputs_create(p, o->seed, &in, err, sizeof(err)) != 0) { printf("ERROR %s\n", err); return 1; }
+    unsigned char *oa = xalloc(in.o_bytes), *ob = xalloc(in.o_bytes), *oc = xalloc(in.o_bytes);
+    unsigned char *la = xalloc(in.lse_bytes), *lb = xalloc(in.lse_bytes), *lc = xalloc(in.lse_bytes);
+    int rc = 1;
+    if (!oa || !ob || !oc || !la || !lb || !lc) printf("ERROR out of memory\n");
+    else if (run_copy(ctx_n, o, &in, oa, la, kernel, sizeof(kernel)) == 0 &&
+             run_copy(ctx_n, o, &in, ob, lb, kernel, sizeof(kernel)) == 0 &&
+             run_copy(ctx_1, o, &in, oc, lc, kernel, sizeof(kernel)) == 0) {
+        char what[64];
+        printf("%-28s", kernel);
+        snprintf(what, sizeof(what), "run 1 vs run 2 (%d threads)", ak_ctx_get_num_threads(ctx_n));
+        int d = same_bits(what, &in, oa, la, ob, lb);
+        snprintf(what, sizeof(what), "%d vs %d threads", ak_ctx_get_num_threads(ctx_n), ak_ctx_get_num_threads(ctx_1));
+        d |= same_bits(what, &in, oa, la, oc, lc);
+        printf("%s%s (2 runs x %d threads, 1 run x %d)\n", d ? "\n      " : " ", d ? "DIFFER" : "IDENTICAL",
+               ak_ctx_get_num_threads(ctx_n), ak_ctx_get_num_threads(ctx_1));
+        rc = d;
+    }
+    free(oa); free(ob); free(oc);
+    free(la); free(lb); free(lc);
+    inputs_free(&in);
+    return rc;
+}
+
+int mode_bitwise(const options *o, char **specs, int n_specs) {
+    problem *probs = NULL;
+    int n = 0, failed = 0;
+    if (problems_from_args(specs, n_specs, &probs, &n) != 0) return 2;
+    ak_ctx *ctx_n = NULL, *ctx_1 = NULL;
+    if (ctx_from_options(o, 0, &ctx_n) != 0) { free(probs); return 1; }
+    int other = ak_ctx_get_num_threads(ctx_n) == 1 ? 2 : 1;
+    if (ctx_from_options(o, other, &ctx_1) != 0) { ak_ctx_destroy(ctx_n); free(probs); return 1; }
+    printf("attnkit bitwise: isa %s, seed %llu\n", ak_isa_name(ak_ctx_get_isa(ctx_n)), (unsigned long long)o->seed);
+    for (int i = 0; i < n; i++) failed += bitwise_one(ctx_n, ctx_1, o, &probs[i]);
+    printf("bitwise: %d passed, %d failed\n", n - failed, failed);
+    ak_ctx_destroy(ctx_1);
+    ak_ctx_destroy(ctx_n);
+    free(probs);
+    return failed ? 1 : 0;
+}

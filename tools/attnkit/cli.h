@@ -1,0 +1,96 @@
+/*
+ * cli.h — declarations shared by the files of the `attnkit` command-line tool.
+ * The tool uses only the public header attnkit.h, like any other user of the library.
+ */
+#ifndef ATTNKIT_CLI_H
+#define ATTNKIT_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "attnkit.h"
+
+/* ---- one attention problem, as typed on the command line (grammar in problem.c) ---- */
+typedef struct problem {
+    int B, Hq, Hkv, Lq, Lk, d, dv;
+    int causal;
+    int win_left, win_right;   /* -1 = unbounded */
+    float softcap;             /* 0 = off */
+    int alibi, sinks, lse;
+    float scale;               /* NaN = 1/sqrt(d) */
+    ak_dtype dt_q, dt_kv, dt_o;
+    int bshd;                  /* memory layout [B][L][H][D] instead of [B][H][L][D] */
+    int varlen;                /* ragged batch through cu_seqlens */
+} problem;
+
+int problem_parse(const char *s, problem *p, char *err, size_t errlen);
+void problem_format(const problem *p, char *buf, size_t len);
+int problem_expand(const char *spec, char ***out, int *n_out, char *err, size_t errlen);
+void problem_list_free(char **list, int n);
+int problems_from_args(char **specs, int n_specs, problem **out, int *n_out);
+
+/* ---- inputs of one problem: buffers, views, metadata (inputs.c) ---- */
+typedef struct inputs {
+    problem p;
+    ak_attn_desc desc;
+    int Bt;                      /* batch dimension of the tensors: 1 when varlen, else B */
+    int64_t Tq, Tk;              /* L dimension of the tensors: packed totals when varlen */
+    int32_t *cu_q, *cu_k;        /* varlen: [B + 1] */
+    void *q, *k, *v, *o, *lse, *slopes, *sinks;
+    size_t o_bytes, lse_bytes;
+    ak_attn_tensors t;
+} inputs;
+
+/* Geometry of sequence b: tensor batch index, first row/key in L, and its lengths. */
+typedef struct seq_geom {
+    int64_t bidx, q_off, k_off, lq, lk;
+} seq_geom;
+
+int inputs_create(const problem *p, uint64_t seed, inputs *in, char *err, size_t errlen);
+void inputs_free(inputs *in);
+seq_geom inputs_seq(const inputs *in, int b);
+double visible_pairs(const inputs *in);
+double useful_flops(const inputs *in);
+double tensor_get(const ak_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3);
+int naive_f32(const inputs *in, float *o, float *lse);
+
+/* ---- options shared by every mode (main.c) ---- */
+typedef enum out_format { OUT_HUMAN, OUT_MD, OUT_CSV, OUT_JSON, OUT_JSONL } out_format;
+
+typedef struct options {
+    int threads;        /* 0 = library default (AK_NUM_THREADS or all cores) */
+    int reps;           /* bench repetitions after the warm-up */
+    int warmup;
+    out_format out;
+    int isa;            /* -1 = best detected (or AK_MAX_ISA) */
+    int force_ref;
+    int verbose;
+    int explain;
+    int no_peak;
+    int deterministic;  /* -1 = library default */
+    uint64_t seed;
+} options;
+
+int ctx_from_options(const options *o, int n_threads, ak_ctx **out);
+
+/* ---- modes ---- */
+int mode_check(const options *o, char **problems, int n);
+int mode_bitwise(const options *o, char **problems, int n);
+int mode_bench(const options *o, char **problems, int n);
+
+/* ---- utilities (util.c) ---- */
+double now_seconds(void);
+uint64_t rng_next(uint64_t *state);
+float rng_uniform(uint64_t *state);   /* in [-1, 1) */
+void cpu_model(char *buf, size_t len);
+void build_commit(char *buf, size_t len);
+void *xalloc(size_t bytes);           /* 64-byte aligned, NULL on failure */
+int parse_int(const char *s, long lo, long hi, int *out);
+int parse_float(const char *s, float *out);
+void format_float(float x, char *buf, size_t len);
+void json_string(FILE *f, const char *s);
+double median_of(const double *v, int n);
+const char *error_text(const ak_ctx *ctx, ak_status st);
+
+#endif /* ATTNKIT_CLI_H */

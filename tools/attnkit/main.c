@@ -1,0 +1,230 @@
+/*
+ * main.c — the attnkit command-line tool: options, --help, --version, the `peak` mode, and the
+ * dispatch to `check`, `bitwise` (check.c) and `bench` (bench.c).
+ * Exit status: 0 ok, 1 a failed check / differing bits / library error, 2 a usage error.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f) {
+    ak_ctx *ctx = NULL;
+    int threads = 1;
+    const char *isa = ak_isa_name(ak_isa_detect());
+    if (ak_ctx_create(&ctx) == AK_OK) {
+        threads = ak_ctx_get_num_threads(ctx);
+        isa = ak_isa_name(ak_ctx_get_isa(ctx));
+    }
+    fprintf(f,
+        "usage: attnkit <mode> [options] <problem>...\n"
+        "\n"
+        "modes:\n"
+        "  check <problem>...    run ak_attention, the double reference and a naive fp32 attention on\n"
+        "                        seeded random inputs; PASS if err <= 2*err_naive32 + 1e-6 (+ 2 ulp of\n"
+        "                        max|O| for bf16/f16 outputs), else FAIL and exit 1\n"
+        "  bitwise <problem>...  run twice on N threads and once on 1 thread; memcmp O (and LSE)\n"
+        "  bench <problem>...    time ak_attention_run (plan, workspace and inputs reused); comma lists\n"
+        "                        sweep; time, useful GFLOP/s, %% of the peak measured in the same run\n"
+        "  peak                  measure fp32 FMA and bf16 dot peaks and DRAM read bandwidth\n"
+        "\n"
+        "options [default]:\n"
+        "  -h, --help            print this help and exit\n"
+        "      --version         version, build (commit, compiler), detected and selected ISA\n"
+        "  -t, --threads N       threads per run [AK_NUM_THREADS or all online CPUs: %d here]\n"
+        "  -r, --reps N          bench: timed repetitions per problem [5]\n"
+        "  -w, --warmup N        bench: untimed runs before them [1]\n"
+        "  -o, --output FMT      bench, peak: human|md|csv|json|jsonl [human]\n"
+        "      --isa NAME        cap the ISA: scalar|avx2|avx512|avx512bf16 [AK_MAX_ISA or best: %s here]\n"
+        "      --ref             run everything through the double reference [off; AK_FORCE_REF=1]\n"
+        "      --deterministic B 1 = bitwise identical for any thread count, 0 = allow faster [1]\n"
+        "  -v, --verbose         library prints its kernel choice and rejections to stderr [off; AK_VERBOSE=1]\n"
+        "      --explain         print ak_plan_explain() for every problem [off]\n"
+        "      --seed N          seed of the random inputs and ragged lengths [1]\n"
+        "      --no-peak         bench: skip the peak measurement (no %% of peak column) [off]\n"
+        "\n"
+        "problem string: tokens joined by '_' (q and d required, the rest optional):\n"
+        "  b<B> [1]  h<Hq> [1]  hkv<Hkv> [=Hq]  q<Lq>  k<Lk> [=Lq]  d<d>  dv<dv> [=d]\n"
+        "  causal  win<left>  wr<right>  softcap<x>  alibi  sinks  lse  scale<x> [1/sqrt(d)]\n"
+        "  f32|bf16|f16 [f32] (q; also kv and o unless given)  kv<dtype>  o<dtype>\n"
+        "  bshd|bhsd [bhsd] (memory layout)  varlen (ragged batch, lengths random in [0, q] / [0, k])\n"
+        "  k=q  hkv=h  dv=d  (the defaults, spelled out)   no<flag>: nocausal nowin nowr nosoftcap\n"
+        "  noalibi nosinks nolse noscale novarlen (the default of that field)\n"
+        "  e.g. b2_h32_hkv8_q4096_k4096_d128_causal_bf16   b3_h6_hkv2_q113_d59_win17_sinks_lse_varlen\n"
+        "\n"
+        "sweeps (any mode): a token may hold a comma list; a numeric alternative keeps the prefix:\n"
+        "  b1_h8_hkv8,2_q4096,16384_k=q_d64,128,256_causal,nocausal_f32,bf16  (48 problems,\n"
+        "  the first token varying slowest)\n"
+        "\n"
+        "exit status: 0 ok, 1 failure (check FAIL, bits differ, library error), 2 usage error\n",
+        threads, isa);
+    ak_ctx_destroy(ctx);
+}
+
+static void version(void) {
+    ak_ctx *ctx = NULL;
+    printf("attnkit %s\n", ak_version());
+    printf("build: %s\n", ak_build_info());
+    printf("isa detected: %s\n", ak_isa_name(ak_isa_detect()));
+    if (ak_ctx_create(&ctx) == AK_OK) {
+        printf("isa selected: %s\n", ak_isa_name(ak_ctx_get_isa(ctx)));
+        printf("threads: %d\n", ak_ctx_get_num_threads(ctx));
+        ak_ctx_destroy(ctx);
+    }
+}
+
+static int parse_isa(const char *s, int *isa) {
+    const char *names[] = {"scalar", "avx2", "avx512", "avx512bf16"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0) { *isa = i; return 0; }
+    return -1;
+}
+
+static int parse_format(const char *s, out_format *f) {
+    if (strcmp(s, "human") == 0) *f = OUT_HUMAN;
+    else if (strcmp(s, "md") == 0) *f = OUT_MD;
+    else if (strcmp(s, "csv") == 0) *f = OUT_CSV;
+    else if (strcmp(s, "json") == 0) *f = OUT_JSON;
+    else if (strcmp(s, "jsonl") == 0) *f = OUT_JSONL;
+    else return -1;
+    return 0;
+}
+
+/* A context configured from the options; n_threads > 0 overrides -t. Prints the error. */
+int ctx_from_options(const options *o, int n_threads, ak_ctx **out) {
+    ak_ctx *ctx = NULL;
+    ak_status st = ak_ctx_create(&ctx);
+    if (st != AK_OK) {
+        fprintf(stderr, "attnkit: ak_ctx_create: %s\n", ak_status_string(st));
+        return -1;
+    }
+    int n = n_threads > 0 ? n_threads : o->threads;
+    if (st == AK_OK && n > 0) st = ak_ctx_set_num_threads(ctx, n);
+    if (st == AK_OK && o->isa >= 0) st = ak_ctx_set_max_isa(ctx, (ak_isa)o->isa);
+    if (st == AK_OK && o->force_ref) st = ak_ctx_set_force_ref(ctx, 1);
+    if (st == AK_OK && o->verbose) st = ak_ctx_set_verbose(ctx, 1);
+    if (st == AK_OK && o->deterministic >= 0) st = ak_ctx_set_deterministic(ctx, o->deterministic);
+    if (st != AK_OK) {
+        fprintf(stderr, "attnkit: %s\n", error_text(ctx, st));
+        ak_ctx_destroy(ctx);
+        return -1;
+    }
+    *out = ctx;
+    return 0;
+}
+
+/* `attnkit peak`: measure and print the ceilings. */
+static int mode_peak(const options *o) {
+    ak_ctx *ctx = NULL;
+    if (ctx_from_options(o, 0, &ctx) != 0) return 1;
+    ak_peak pk;
+    ak_status st = ak_measure_peak(ctx, &pk);
+    if (st != AK_OK) {
+        fprintf(stderr, "attnkit: ak_measure_peak: %s\n", error_text(ctx, st));
+        ak_ctx_destroy(ctx);
+        return 1;
+    }
+    char cpu[256], commit[64];
+    cpu_model(cpu, sizeof(cpu));
+    build_commit(commit, sizeof(commit));
+    const char *isa = ak_isa_name(pk.isa);
+    if (o->out == OUT_JSON || o->out == OUT_JSONL) {
+        printf("{\"fma_f32_gflops\": %.3f, \"dot_bf16_gflops\": %.3f, \"dram_read_gbs\": %.3f, "
+               "\"n_threads\": %d, \"isa\": ", pk.fma_f32_gflops, pk.dot_bf16_gflops, pk.dram_read_gbs,
+               pk.n_threads);
+        json_string(stdout, isa);
+        printf(", \"cpu\": ");
+        json_string(stdout, cpu);
+        printf(", \"build_commit\": ");
+        json_string(stdout, commit);
+        printf("}\n");
+    } else if (o->out == OUT_CSV) {
+        printf("fma_f32_gflops,dot_bf16_gflops,dram_read_gbs,n_threads,isa,cpu,build_commit\n");
+        printf("%.3f,%.3f,%.3f,%d,%s,\"%s\",%s\n", pk.fma_f32_gflops, pk.dot_bf16_gflops,
+               pk.dram_read_gbs, pk.n_threads, isa, cpu, commit);
+    } else if (o->out == OUT_MD) {
+        printf("| fp32 FMA GFLOP/s | bf16 dot GFLOP/s | DRAM read GB/s | threads | isa | cpu | commit |\n");
+        printf("|---:|---:|---:|---:|---|---|---|\n");
+        printf("| %.1f | %.1f | %.1f | %d | %s | %s | %s |\n", pk.fma_f32_gflops, pk.dot_bf16_gflops,
+               pk.dram_read_gbs, pk.n_threads, isa, cpu, commit);
+    } else {
+        printf("attnkit peak: %s, %d threads, isa %s, commit %s\n", cpu, pk.n_threads, isa, commit);
+        printf("  fp32 FMA   %9.1f GFLOP/s\n", pk.fma_f32_gflops);
+        if (pk.dot_bf16_gflops > 0) printf("  bf16 dot   %9.1f GFLOP/s\n", pk.dot_bf16_gflops);
+        else printf("  bf16 dot         n/a (no AVX512_BF16 at this ISA level)\n");
+        printf("  DRAM read  %9.1f GB/s\n", pk.dram_read_gbs);
+    }
+    ak_ctx_destroy(ctx);
+    return 0;
+}
+
+/* The value of option argv[*i] ("--opt=value" or "--opt value"); NULL if missing. */
+static const char *option_value(int argc, char **argv, int *i, const char *eq) {
+    if (eq) return eq + 1;
+    if (*i + 1 >= argc) return NULL;
+    return argv[++*i];
+}
+
+static int bad_usage(const char *fmt, const char *arg) {
+    fprintf(stderr, "attnkit: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(attnkit --help lists the modes and options)\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    options o = {0, 5, 1, OUT_HUMAN, -1, 0, 0, 0, 0, -1, 1};
+    const char *mode = NULL;
+    char **args = calloc((size_t)argc + 1, sizeof(char *));
+    int n_args = 0;
+    if (!args) return 1;
+    for (int i = 1; i < argc; i++) {
+        char name[64];
+        const char *a = argv[i], *eq = strchr(a, '='), *val = NULL;
+        if (a[0] != '-' || a[1] == '\0') {
+            if (!mode) mode = a;
+            else args[n_args++] = argv[i];
+            continue;
+        }
+        if (a[1] != '-' && strlen(a) > 2 && strchr("trwo", a[1])) eq = a + 1;   /* -r5, -ojson */
+        else if (a[1] != '-' || !eq) eq = NULL;                                  /* --reps=5 */
+        snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - a) + (a[1] != '-') : (int)strlen(a), a);
+        int bad = 0;
+        if (!strcmp(name, "-h") || !strcmp(name, "--help")) { usage(stdout); free(args); return 0; }
+        else if (!strcmp(name, "--version")) { version(); free(args); return 0; }
+        else if (!strcmp(name, "-t") || !strcmp(name, "--threads"))
+            bad = !(val = option_value(argc, argv, &i, eq)) || parse_int(val, 1, 4096, &o.threads);
+        else if (!strcmp(name, "-r") || !strcmp(name, "--reps"))
+            bad = !(val = option_value(argc, argv, &i, eq)) || parse_int(val, 1, 1000000, &o.reps);
+        else if (!strcmp(name, "-w") || !strcmp(name, "--warmup"))
+            bad = !(val = option_value(argc, argv, &i, eq)) || parse_int(val, 0, 1000000, &o.warmup);
+        else if (!strcmp(name, "-o") || !strcmp(name, "--output"))
+            bad = !(val = option_value(argc, argv, &i, eq)) || parse_format(val, &o.out);
+        else if (!strcmp(name, "--isa"))
+            bad = !(val = option_value(argc, argv, &i, eq)) || parse_isa(val, &o.isa);
+        else if (!strcmp(name, "--deterministic"))
+            bad = !(val = option_value(argc, argv, &i, eq)) || parse_int(val, 0, 1, &o.deterministic);
+        else if (!strcmp(name, "--seed")) {
+            int s = 0;
+            bad = !(val = option_value(argc, argv, &i, eq)) || parse_int(val, 0, 2147483647L, &s);
+            o.seed = (uint64_t)s;
+        }
+        else if (!strcmp(name, "--ref") && !eq) o.force_ref = 1;
+        else if ((!strcmp(name, "-v") || !strcmp(name, "--verbose")) && !eq) o.verbose = 1;
+        else if (!strcmp(name, "--explain") && !eq) o.explain = 1;
+        else if (!strcmp(name, "--no-peak") && !eq) o.no_peak = 1;
+        else { free(args); return bad_usage("unknown option '%s'", a); }
+        if (bad) { free(args); return bad_usage(val ? "bad value for %s" : "%s needs a value", name); }
+    }
+    int rc;
+    if (!mode) { usage(stderr); rc = 2; }
+    else if (!strcmp(mode, "peak")) rc = n_args ? bad_usage("peak takes no problem ('%s')", args[0]) : mode_peak(&o);
+    else if (!strcmp(mode, "check") || !strcmp(mode, "bitwise") || !strcmp(mode, "bench")) {
+        if (n_args == 0) rc = bad_usage("%s needs at least one problem string", mode);
+        else if (!strcmp(mode, "check")) rc = mode_check(&o, args, n_args);
+        else if (!strcmp(mode, "bitwise")) rc = mode_bitwise(&o, args, n_args);
+        else rc = mode_bench(&o, args, n_args);
+    } else rc = bad_usage("unknown mode '%s' (check, bitwise, bench, peak)", mode);
+    free(args);
+    return rc;
+}

@@ -1,0 +1,260 @@
+/*
+ * problem.c — problem strings: parse, print back, expand comma lists into a sweep.
+ *
+ * A problem string is tokens joined by '_', e.g. b2_h32_hkv8_q4096_k4096_d128_causal_bf16.
+ *   b<B> h<Hq> hkv<Hkv> q<Lq> k<Lk> d<d> dv<dv>           sizes (q and d are required)
+ *   causal  win<L>  wr<R>  softcap<x>  alibi  sinks  lse  scale<x>
+ *   f32|bf16|f16 (q, and kv/o unless given)   kv<dtype>   o<dtype>
+ *   bshd | bhsd (memory layout)   varlen (ragged batch)
+ *   k=q  hkv=h  dv=d   (the defaults, written out)
+ *   no<name>  resets a field to its default: nocausal, nowin, nowr, nosoftcap, noalibi, nosinks,
+ *             nolse, noscale, novarlen
+ * Every field may be set once; an unknown token is an error.
+ * A sweep spec puts comma lists in tokens: hkv8,2 = hkv8 | hkv2 ("hkv" carries over to an
+ * alternative that starts with a digit, '.' or '-'); causal,nocausal; f32,bf16. Every
+ * combination of alternatives is one problem, the first token varying slowest.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum field {
+    F_B, F_H, F_HKV, F_Q, F_K, F_D, F_DV, F_CAUSAL, F_WIN, F_WR, F_SOFTCAP, F_ALIBI, F_SINKS, F_LSE,
+    F_SCALE, F_DTYPE, F_KVDTYPE, F_ODTYPE, F_LAYOUT, F_VARLEN, F_COUNT
+};
+
+static const char *field_name[F_COUNT] = {
+    "b", "h", "hkv", "q", "k", "d", "dv", "causal", "win", "wr", "softcap", "alibi", "sinks", "lse",
+    "scale", "dtype", "kv<dtype>", "o<dtype>", "layout", "varlen"};
+
+/* Integer-valued prefixed tokens, in match order ("hkv" before "h", "dv" before "d"). */
+static const struct { const char *prefix; enum field f; long lo; } int_tokens[] = {
+    {"hkv", F_HKV, 1}, {"h", F_H, 1}, {"dv", F_DV, 1}, {"d", F_D, 1}, {"b", F_B, 1},
+    {"q", F_Q, 0},     {"k", F_K, 0}, {"win", F_WIN, 0}, {"wr", F_WR, 0}};
+
+/* "no<name>" tokens: reset the field to its default. */
+static const struct { const char *name; enum field f; } no_tokens[] = {
+    {"nocausal", F_CAUSAL}, {"nowin", F_WIN},   {"nowr", F_WR},       {"nosoftcap", F_SOFTCAP},
+    {"noalibi", F_ALIBI},   {"nosinks", F_SINKS}, {"nolse", F_LSE},   {"noscale", F_SCALE},
+    {"novarlen", F_VARLEN}};
+
+static int parse_dtype(const char *s, ak_dtype *out) {
+    if (strcmp(s, "f32") == 0) *out = AK_F32;
+    else if (strcmp(s, "bf16") == 0) *out = AK_BF16;
+    else if (strcmp(s, "f16") == 0) *out = AK_F16;
+    else return -1;
+    return 0;
+}
+
+static void problem_defaults(problem *p) {
+    memset(p, 0, sizeof(*p));
+    p->B = 1;
+    p->Hq = 1;
+    p->win_left = p->win_right = -1;
+    p->scale = NAN;
+    p->dt_q = p->dt_kv = p->dt_o = AK_F32;
+}
+
+/* Apply one token; returns the field it sets, or -1 (message in err). */
+static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, size_t errlen) {
+    if (strcmp(tok, "causal") == 0) { p->causal = 1; return F_CAUSAL; }
+    if (strcmp(tok, "alibi") == 0) { p->alibi = 1; return F_ALIBI; }
+    if (strcmp(tok, "sinks") == 0) { p->sinks = 1; return F_SINKS; }
+    if (strcmp(tok, "lse") == 0) { p->lse = 1; return F_LSE; }
+    if (strcmp(tok, "varlen") == 0) { p->varlen = 1; return F_VARLEN; }
+    if (strcmp(tok, "bshd") == 0) { p->bshd = 1; return F_LAYOUT; }
+    if (strcmp(tok, "bhsd") == 0) { p->bshd = 0; return F_LAYOUT; }
+    if (parse_dtype(tok, &p->dt_q) == 0) return F_DTYPE;
+    if (strcmp(tok, "k=q") == 0) { seen_rel[0] = 1; return F_K; }
+    if (strcmp(tok, "hkv=h") == 0) { seen_rel[1] = 1; return F_HKV; }
+    if (strcmp(tok, "dv=d") == 0) { seen_rel[2] = 1; return F_DV; }
+    for (size_t i = 0; i < sizeof(no_tokens) / sizeof(no_tokens[0]); i++)
+        if (strcmp(tok, no_tokens[i].name) == 0) return no_tokens[i].f;   /* defaults already set */
+    if (strncmp(tok, "kv", 2) == 0 && parse_dtype(tok + 2, &p->dt_kv) == 0) return F_KVDTYPE;
+    if (tok[0] == 'o' && parse_dtype(tok + 1, &p->dt_o) == 0) return F_ODTYPE;
+    if (strncmp(tok, "softcap", 7) == 0 && parse_float(tok + 7, &p->softcap) == 0) {
+        if (p->softcap < 0) { snprintf(err, errlen, "softcap must be >= 0 in '%s'", tok); return -1; }
+        return F_SOFTCAP;
+    }
+    if (strncmp(tok, "scale", 5) == 0 && parse_float(tok + 5, &p->scale) == 0) return F_SCALE;
+    for (size_t i = 0; i < sizeof(int_tokens) / sizeof(int_tokens[0]); i++) {
+        size_t n = strlen(int_tokens[i].prefix);
+        int v;
+        if (strncmp(tok, int_tokens[i].prefix, n) != 0) continue;
+        if (parse_int(tok + n, int_tokens[i].lo, 2147483647L, &v) != 0) continue;
+        int *dst[F_COUNT] = {0};
+        dst[F_B] = &p->B; dst[F_H] = &p->Hq; dst[F_HKV] = &p->Hkv; dst[F_Q] = &p->Lq;
+        dst[F_K] = &p->Lk; dst[F_D] = &p->d; dst[F_DV] = &p->dv; dst[F_WIN] = &p->win_left;
+        dst[F_WR] = &p->win_right;
+        *dst[int_tokens[i].f] = v;
+        return int_tokens[i].f;
+    }
+    snprintf(err, errlen, "unknown token '%s'", tok);
+    return -1;
+}
+
+/* Parse one problem string (no comma lists). 0 = ok; else -1 with a message in err. */
+int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
+    char buf[1024];
+    int seen[F_COUNT] = {0}, rel[3] = {0, 0, 0};
+    if (strlen(s) >= sizeof(buf)) { snprintf(err, errlen, "problem string too long"); return -1; }
+    snprintf(buf, sizeof(buf), "%s", s);
+    problem_defaults(p);
+    p->Hkv = p->Lk = p->dv = -1;    /* -1 = "same as" until resolved below */
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, "_", &save); tok; tok = strtok_r(NULL, "_", &save)) {
+        char msg[256];
+        int f = apply_token(tok, p, rel, msg, sizeof(msg));
+        if (f < 0) { snprintf(err, errlen, "%s in problem '%s'", msg, s); return -1; }
+        if (seen[f]) {
+            snprintf(err, errlen, "token '%s' sets %s a second time in problem '%s'", tok, field_name[f], s);
+            return -1;
+        }
+        seen[f] = 1;
+    }
+    if (!seen[F_Q] || !seen[F_D]) {
+        snprintf(err, errlen, "problem '%s' needs q<Lq> and d<head_dim>", s);
+        return -1;
+    }
+    if (p->Hkv < 0 || rel[1]) p->Hkv = p->Hq;
+    if (p->Lk < 0 || rel[0]) p->Lk = p->Lq;
+    if (p->dv < 0 || rel[2]) p->dv = p->d;
+    if (!seen[F_KVDTYPE]) p->dt_kv = p->dt_q;
+    if (!seen[F_ODTYPE]) p->dt_o = p->dt_q;
+    return 0;
+}
+
+/* The canonical problem string; parsing it gives back the same problem. */
+void problem_format(const problem *p, char *buf, size_t len) {
+    char x[64];
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, len - n, "b%d_h%d_hkv%d_q%d_k%d_d%d", p->B, p->Hq, p->Hkv, p->Lq,
+                          p->Lk, p->d);
+    if (p->dv != p->d && n < len) n += (size_t)snprintf(buf + n, len - n, "_dv%d", p->dv);
+    if (p->causal && n < len) n += (size_t)snprintf(buf + n, len - n, "_causal");
+    if (p->win_left >= 0 && n < len) n += (size_t)snprintf(buf + n, len - n, "_win%d", p->win_left);
+    if (p->win_right >= 0 && n < len) n += (size_t)snprintf(buf + n, len - n, "_wr%d", p->win_right);
+    if (p->softcap != 0 && n < len) {
+        format_float(p->softcap, x, sizeof(x));
+        n += (size_t)snprintf(buf + n, len - n, "_softcap%s", x);
+    }
+    if (p->alibi && n < len) n += (size_t)snprintf(buf + n, len - n, "_alibi");
+    if (p->sinks && n < len) n += (size_t)snprintf(buf + n, len - n, "_sinks");
+    if (p->lse && n < len) n += (size_t)snprintf(buf + n, len - n, "_lse");
+    if (!isnan(p->scale) && n < len) {
+        format_float(p->scale, x, sizeof(x));
+        n += (size_t)snprintf(buf + n, len - n, "_scale%s", x);
+    }
+    if (n < len) n += (size_t)snprintf(buf + n, len - n, "_%s", ak_dtype_name(p->dt_q));
+    if (p->dt_kv != p->dt_q && n < len) n += (size_t)snprintf(buf + n, len - n, "_kv%s", ak_dtype_name(p->dt_kv));
+    if (p->dt_o != p->dt_q && n < len) n += (size_t)snprintf(buf + n, len - n, "_o%s", ak_dtype_name(p->dt_o));
+    if (p->bshd && n < len) n += (size_t)snprintf(buf + n, len - n, "_bshd");
+    if (p->varlen && n < len) snprintf(buf + n, len - n, "_varlen");
+}
+
+void problem_list_free(char **list, int n) {
+    for (int i = 0; i < n; i++) free(list[i]);
+    free(list);
+}
+
+/* Alternatives of one sweep token: "hkv8,2" -> {"hkv8", "hkv2"}. Returns the count, or -1. */
+static int split_alternatives(const char *tok, char alts[][128], int max, char *err, size_t errlen) {
+    size_t plen = strcspn(tok, "0123456789.-");   /* prefix of the first alternative */
+    int n = 0;
+    const char *s = tok;
+    for (;;) {
+        size_t len = strcspn(s, ",");
+        if (len == 0) { snprintf(err, errlen, "empty alternative in '%s'", tok); return -1; }
+        if (n == max) { snprintf(err, errlen, "too many alternatives in '%s'", tok); return -1; }
+        int numeric = (s[0] >= '0' && s[0] <= '9') || s[0] == '.' || s[0] == '-';
+        if (numeric && n > 0)
+            snprintf(alts[n], 128, "%.*s%.*s", (int)plen, tok, (int)len, s);
+        else
+            snprintf(alts[n], 128, "%.*s", (int)len, s);
+        n++;
+        if (s[len] == '\0') break;
+        s += len + 1;
+    }
+    return n;
+}
+
+/*
+ * Expand a sweep spec into problem strings (each still to be parsed). The first token varies
+ * slowest. *out is a malloc'ed array of malloc'ed strings. 0 = ok; else -1 with a message.
+ */
+int problem_expand(const char *spec, char ***out, int *n_out, char *err, size_t errlen) {
+    enum { MAX_TOK = 32, MAX_ALT = 32, MAX_COMBOS = 100000 };
+    static char alts[MAX_TOK][MAX_ALT][128];
+    int n_alt[MAX_TOK], n_tok = 0;
+    char buf[1024];
+    *out = NULL;
+    *n_out = 0;
+    if (strlen(spec) >= sizeof(buf)) { snprintf(err, errlen, "problem spec too long"); return -1; }
+    snprintf(buf, sizeof(buf), "%s", spec);
+    char *save = NULL;
+    long combos = 1;
+    for (char *tok = strtok_r(buf, "_", &save); tok; tok = strtok_r(NULL, "_", &save)) {
+        if (n_tok == MAX_TOK) { snprintf(err, errlen, "too many tokens in '%s'", spec); return -1; }
+        n_alt[n_tok] = split_alternatives(tok, alts[n_tok], MAX_ALT, err, errlen);
+        if (n_alt[n_tok] < 0) return -1;
+        combos *= n_alt[n_tok];
+        if (combos > MAX_COMBOS) { snprintf(err, errlen, "'%s' expands to more than %d problems", spec, MAX_COMBOS); return -1; }
+        n_tok++;
+    }
+    if (n_tok == 0) { snprintf(err, errlen, "empty problem string"); return -1; }
+    char **list = calloc((size_t)combos, sizeof(char *));
+    if (!list) { snprintf(err, errlen, "out of memory"); return -1; }
+    for (long c = 0; c < combos; c++) {
+        char s[1024];
+        size_t n = 0;
+        long rest = c;
+        int pick[MAX_TOK];
+        for (int t = n_tok - 1; t >= 0; t--) {   /* last token varies fastest */
+            pick[t] = (int)(rest % n_alt[t]);
+            rest /= n_alt[t];
+        }
+        s[0] = '\0';
+        for (int t = 0; t < n_tok && n < sizeof(s); t++)
+            n += (size_t)snprintf(s + n, sizeof(s) - n, "%s%s", t ? "_" : "", alts[t][pick[t]]);
+        list[c] = strdup(s);
+        if (!list[c]) { problem_list_free(list, (int)c); snprintf(err, errlen, "out of memory"); return -1; }
+    }
+    *out = list;
+    *n_out = (int)combos;
+    return 0;
+}
+
+/*
+ * Expand and parse every problem spec of the command line. On success *out holds n problems
+ * (malloc'ed); on error the message is printed and -1 returned (nothing is run: exit 2).
+ */
+int problems_from_args(char **specs, int n_specs, problem **out, int *n_out) {
+    problem *all = NULL;
+    int n = 0;
+    for (int s = 0; s < n_specs; s++) {
+        char err[512], **list = NULL;
+        int m = 0;
+        if (problem_expand(specs[s], &list, &m, err, sizeof(err)) != 0) {
+            fprintf(stderr, "attnkit: %s\n", err);
+            free(all);
+            return -1;
+        }
+        problem *grown = realloc(all, sizeof(problem) * (size_t)(n + m));
+        if (!grown) { problem_list_free(list, m); free(all); fprintf(stderr, "attnkit: out of memory\n"); return -1; }
+        all = grown;
+        for (int i = 0; i < m; i++)
+            if (problem_parse(list[i], &all[n + i], err, sizeof(err)) != 0) {
+                fprintf(stderr, "attnkit: %s\n", err);
+                problem_list_free(list, m);
+                free(all);
+                return -1;
+            }
+        n += m;
+        problem_list_free(list, m);
+    }
+    *out = all;
+    *n_out = n;
+    return 0;
+}
