@@ -147,6 +147,25 @@ extern const ak_fwd_kernels ak_fwd_kernels_avx2;
 extern const ak_fwd_kernels ak_fwd_kernels_avx512;
 #endif
 
+/* bf16-pair kernels (vdpbf16ps) for bf16 Q/K/V. Operands:
+ *   qt2 [ceil(d/2)][ldq] dwords: (q[2c2][col], q[2c2+1][col]) bf16 bits, unscaled; the odd tail pairs with 0
+ *   k, v: bf16 rows with unit column stride (row strides ldk, ldv)
+ *   pbuf: >= ceil(nk/2) * (mpad + 16) dwords, vbuf: >= ceil(nk/2) * dv dwords of scratch */
+typedef struct ak_fwd_bf16_kernels {
+    const char *name;
+    void (*qk)(int nk, int d, int mpad, const uint16_t *k, int64_t ldk, const uint32_t *qt2, int64_t ldq, float scale,
+               float *st, int64_t ldst);
+    void (*pv)(int nk, int dv, int mpad, const uint16_t *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
+               int64_t ldot, uint32_t *pbuf, uint32_t *vbuf);
+} ak_fwd_bf16_kernels;
+
+#ifdef AK_HAVE_AVX512BF16_KERNELS
+extern const ak_fwd_bf16_kernels ak_fwd_bf16_kernels_avx512bf16;
+#endif
+#ifdef AK_HAVE_AVX512_KERNELS
+extern const ak_fwd_bf16_kernels ak_fwd_bf16_kernels_emu;
+#endif
+
 /* ---- reference ---- */
 ak_status ak__ref_run(const ak_ctx *ctx, const ak_problem *p, const ak_attn_tensors *t);
 

@@ -20,6 +20,21 @@ static const ak_fwd_kernels *kernel_for(ak_isa isa) {
     return &ak_fwd_kernels_scalar;
 }
 
+/* The bf16-pair kernel, for bf16 Q, K and V: the real one on AVX512_BF16, or (tests only,
+ * AK_EMULATE_BF16DOT=1) the same code with vdpbf16ps emulated, on AVX-512. */
+static const ak_fwd_bf16_kernels *bf16_kernel_for(const ak_ctx *c, const ak_problem *p) {
+    if (p->desc.dtype_q != AK_BF16 || p->desc.dtype_kv != AK_BF16) return NULL;
+#ifdef AK_HAVE_AVX512BF16_KERNELS
+    if (c->isa >= AK_ISA_AVX512BF16) return &ak_fwd_bf16_kernels_avx512bf16;
+#endif
+#ifdef AK_HAVE_AVX512_KERNELS
+    const char *e = getenv("AK_EMULATE_BF16DOT");
+    if (c->isa >= AK_ISA_AVX512 && e && strcmp(e, "1") == 0) return &ak_fwd_bf16_kernels_emu;
+#endif
+    (void)c;
+    return NULL;
+}
+
 static void explain_choice(ak_plan *pl) {
     const ak_ctx *c = pl->ctx;
     char *e = pl->explain;
@@ -31,20 +46,21 @@ static void explain_choice(ak_plan *pl) {
         k += snprintf(e + k, n - (size_t)k, "rejected: every fused kernel: the reference was forced\n");
         return;
     }
-    snprintf(pl->kernel_name, sizeof pl->kernel_name, "%s", pl->kern->name);
+    snprintf(pl->kernel_name, sizeof pl->kernel_name, "%s", pl->kbf16 ? pl->kbf16->name : pl->kern->name);
     k += snprintf(e + k, n - (size_t)k,
                   "chosen: %s (ISA cap %s, detected %s; q %s, kv %s, o %s; d=%d dv=%d; tile %d query positions x %d heads, %d keys; %lld work items, %d threads)\n",
-                  pl->kern->name, ak_isa_name(c->isa), ak_isa_name(ak_isa_detect()), ak_dtype_name(pl->p.desc.dtype_q),
+                  pl->kernel_name, ak_isa_name(c->isa), ak_isa_name(ak_isa_detect()), ak_dtype_name(pl->p.desc.dtype_q),
                   ak_dtype_name(pl->p.desc.dtype_kv), ak_dtype_name(pl->p.desc.dtype_o), pl->p.d, pl->p.dv, pl->bq,
                   pl->p.g < AK_TILE_M_TARGET ? pl->p.g : AK_TILE_M_TARGET, pl->bc, (long long)pl->n_items, pl->n_threads);
     struct { ak_isa isa; const char *name; } all[] = {
         {AK_ISA_AVX512BF16, "avx512bf16 (vdpbf16ps)"}, {AK_ISA_AVX512, "avx512"}, {AK_ISA_AVX2, "avx2"}, {AK_ISA_SCALAR, "scalar"}};
+    int bf16_in = pl->p.desc.dtype_q == AK_BF16 && pl->p.desc.dtype_kv == AK_BF16;
     for (int i = 0; i < 4; i++) {
-        if (all[i].isa == pl->kern->isa) continue;
+        if (all[i].isa == (pl->kbf16 ? AK_ISA_AVX512BF16 : pl->kern->isa)) continue;
         const char *why;
         if (all[i].isa > ak_isa_detect()) why = "not supported by this CPU/OS (cpuid/XGETBV) or not built";
         else if (all[i].isa > c->isa) why = "above the ISA cap (AK_MAX_ISA / ak_ctx_set_max_isa)";
-        else if (all[i].isa == AK_ISA_AVX512BF16) why = "no fused bf16-dot attention kernel in this build: bf16 inputs are widened to f32 at tile load";
+        else if (all[i].isa == AK_ISA_AVX512BF16 && !bf16_in) why = "needs bf16 Q, K and V (these inputs are widened to f32 at tile load)";
         else why = "a higher ISA is available";
         k += snprintf(e + k, n - (size_t)k, "rejected: %s kernel: %s\n", all[i].name, why);
         if (k >= (int)n) break;
@@ -127,6 +143,7 @@ ak_status ak_plan_create(ak_ctx *ctx, const ak_attn_desc *desc, ak_plan **out) {
     }
     pl->n_threads = ctx->n_threads;
     pl->kern = ctx->force_ref ? NULL : kernel_for(ctx->isa);
+    pl->kbf16 = pl->kern ? bf16_kernel_for(ctx, &pl->p) : NULL;
     if (pl->kern) {
         st = build_items(pl);
         if (st != AK_OK) {

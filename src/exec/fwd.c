@@ -29,11 +29,12 @@ size_t ak__fwd_thread_ws(int d, int dv, int mpad, int bc) {
     size_t ld = (size_t)mpad + 16; /* padded leading dimension of the 2-d tiles: no 4 KiB set aliasing */
     return align64((size_t)d * ld * f) + align64((size_t)dv * ld * f) + align64((size_t)bc * ld * f) +
            4 * align64((size_t)mpad * f) + 3 * align64((size_t)mpad * sizeof(int64_t)) +
-           align64((size_t)bc * d * f) + align64((size_t)bc * dv * f);
+           align64((size_t)bc * (d > dv ? d : dv) * f) + align64((size_t)bc * dv * f) + align64((size_t)(bc + 1) / 2 * ld * f);
 }
 
 typedef struct scratch {
     float *qt, *ot, *st, *m, *l, *alpha, *slope, *kbuf, *vbuf;
+    uint32_t *pbuf; /* bf16 path: P in key pairs */
     int64_t *lo, *hi, *pos;
 } scratch;
 
@@ -52,8 +53,9 @@ static scratch carve(void *base, int d, int dv, int mpad, int bc) {
     s.lo = (int64_t *)p;  p += align64((size_t)mpad * sizeof(int64_t));
     s.hi = (int64_t *)p;  p += align64((size_t)mpad * sizeof(int64_t));
     s.pos = (int64_t *)p; p += align64((size_t)mpad * sizeof(int64_t));
-    s.kbuf = (float *)p;  p += align64((size_t)bc * d * f);
-    s.vbuf = (float *)p;
+    s.kbuf = (float *)p;  p += align64((size_t)bc * (d > dv ? d : dv) * f);
+    s.vbuf = (float *)p;  p += align64((size_t)bc * dv * f);
+    s.pbuf = (uint32_t *)p;
     return s;
 }
 
@@ -78,6 +80,20 @@ static const float *kv_tile(const ak_fwd_kernels *kern, const ak_tensor *t, int6
     return buf;
 }
 
+/* Rows [j0, j0+nk) of a bf16 K or V head with unit column stride: the tensor itself, or copied. */
+static const uint16_t *kv_tile_bf16(const ak_tensor *t, int64_t base, int64_t j0, int nk, int cols, uint16_t *buf,
+                                    int64_t *ld) {
+    const uint16_t *data = (const uint16_t *)t->data;
+    if (t->stride[3] == 1) {
+        *ld = t->stride[2];
+        return data + base + j0 * t->stride[2];
+    }
+    for (int j = 0; j < nk; j++)
+        for (int c = 0; c < cols; c++) buf[(size_t)j * cols + c] = data[base + (j0 + j) * t->stride[2] + c * t->stride[3]];
+    *ld = cols;
+    return buf;
+}
+
 static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work *w, scratch *s) {
     const ak_problem *p = &pl->p;
     const ak_fwd_kernels *kern = pl->kern;
@@ -86,6 +102,8 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
     const int M = (int)(w->nh * w->nq), mpad = (M + 15) / 16 * 16, ld = mpad + 16;
     const float scale = p->scale;
     const ak_tensor *Q = &t->q, *K = &t->k, *V = &t->v, *O = &t->o;
+    const ak_fwd_bf16_kernels *kb = pl->kbf16;
+    const int bf16 = kb != NULL;
 
     /* Pack Qt[c][col] = scale * q; per-column mask bounds, positions and ALiBi slopes. */
     for (int col = 0; col < mpad; col++) {
@@ -99,7 +117,17 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
         }
         int64_t h = w->h0 + col / w->nq, i = w->i0 + col % w->nq;
         int64_t qoff = sq.bidx * Q->stride[0] + h * Q->stride[1] + (sq.q_off + i) * Q->stride[2];
-        for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = scale * ak__load(Q->data, Q->dtype, qoff + c * Q->stride[3]);
+        if (bf16) {
+            const uint16_t *qd = (const uint16_t *)Q->data;
+            uint32_t *qt2 = (uint32_t *)s->qt;
+            for (int c = 0; c < d; c += 2) {
+                uint32_t lo = qd[qoff + c * Q->stride[3]];
+                uint32_t hi = c + 1 < d ? qd[qoff + (c + 1) * Q->stride[3]] : 0u;
+                qt2[(size_t)(c / 2) * ld + col] = lo | hi << 16;
+            }
+        } else {
+            for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = scale * ak__load(Q->data, Q->dtype, qoff + c * Q->stride[3]);
+        }
         ak__row_range(p, &sq, i, &s->lo[col], &s->hi[col]);
         s->pos[col] = i + sq.Lk - sq.Lq;
         s->slope[col] = 0.0f;
@@ -127,8 +155,13 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
     for (int64_t j0 = jlo; j0 <= jhi; j0 += bc) {
         int nk = (int)(jhi + 1 - j0 < bc ? jhi + 1 - j0 : bc);
         int64_t ldk, ldv;
-        const float *kt = kv_tile(kern, K, kbase, j0, nk, d, s->kbuf, &ldk);
-        kern->qk(nk, d, mpad, kt, ldk, s->qt, ld, s->st, ld);
+        if (bf16) {
+            const uint16_t *kt = kv_tile_bf16(K, kbase, j0, nk, d, (uint16_t *)s->kbuf, &ldk);
+            kb->qk(nk, d, mpad, kt, ldk, (const uint32_t *)s->qt, ld, scale, s->st, ld);
+        } else {
+            const float *kt = kv_tile(kern, K, kbase, j0, nk, d, s->kbuf, &ldk);
+            kern->qk(nk, d, mpad, kt, ldk, s->qt, ld, s->st, ld);
+        }
         if (cap > 0.0f) {
             float inv = 1.0f / cap;
             for (int j = 0; j < nk; j++)
@@ -154,8 +187,14 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
         kern->softmax(nk, mpad, s->st, ld, s->m, s->l, s->alpha);
         if (!first) kern->rescale(dv, mpad, s->ot, ld, s->alpha);
         first = 0;
-        const float *vt = kv_tile(kern, V, vbase, j0, nk, dv, s->vbuf, &ldv);
-        kern->pv(nk, dv, mpad, vt, ldv, s->st, ld, s->ot, ld);
+        if (bf16) {
+            /* the bf16 copy of V (if its stride needs one) goes to kbuf: vbuf holds the key pairs */
+            const uint16_t *vt = kv_tile_bf16(V, vbase, j0, nk, dv, (uint16_t *)s->kbuf, &ldv);
+            kb->pv(nk, dv, mpad, vt, ldv, s->st, ld, s->ot, ld, s->pbuf, (uint32_t *)s->vbuf);
+        } else {
+            const float *vt = kv_tile(kern, V, vbase, j0, nk, dv, s->vbuf, &ldv);
+            kern->pv(nk, dv, mpad, vt, ldv, s->st, ld, s->ot, ld);
+        }
     }
 
     /* O = Ot^T / l; LSE = m + log(l), with the sink in the denominator. */

@@ -16,6 +16,7 @@ struct ak_plan {
     ak_ctx *ctx;
     ak_problem p;
     const ak_fwd_kernels *kern; /* NULL when the reference runs */
+    const ak_fwd_bf16_kernels *kbf16; /* bf16-pair products (bf16 Q/K/V on AVX512_BF16), else NULL */
     int n_threads;
     int bq, bc;                 /* query positions per item, keys per tile */
     int mpad_max;               /* widest tile: roundup(nh * bq, 16) */
