@@ -111,6 +111,7 @@ typedef struct ak_allocator {
 
 /**
  * Create a context. Defaults: n_threads = AK_NUM_THREADS or the number of online CPUs;
+ * (a plan uses the thread count the context had when the plan was created);
  * ISA = best detected, capped by AK_MAX_ISA=scalar|avx2|avx512|avx512bf16; AK_FORCE_REF=1 makes
  * every run use the double-precision reference; AK_VERBOSE=1 prints kernel choices to stderr;
  * deterministic = 1 (results are bitwise identical for every thread count).
@@ -263,15 +264,17 @@ AK_API ak_status ak_plan_create(ak_ctx *ctx, const ak_attn_desc *desc, ak_plan *
 AK_API void ak_plan_destroy(ak_plan *plan);
 
 /**
- * Bytes of workspace ak_attention_run needs with this plan:
- *   n_threads * (64-byte aligned per-thread scratch), per thread
- *   4 * (d*M + dv*M + N*M + 4*M + N*(d + dv) + 2*M*(d > dv ? d : dv)) bytes, where M = the plan's
- *   query-tile width (rows of one KV-head group, <= 256) and N = key-tile length (<= 256).
- * Independent of the sequence lengths: working memory is O(tile), never O(L^2).
+ * Bytes of workspace ak_attention_run needs with this plan (0 when the plan runs the reference):
+ *   64 + T * W,  T = the context's thread count when the plan was created, and per thread
+ *   W = A(4*d*P) + A(4*dv*P) + A(4*N*P) + 4*A(4*M) + 3*A(8*M) + A(4*N*max(d,dv)) + A(4*N*dv)
+ *       + A(4*ceil(N/2)*P),   A(x) = x rounded up to 64,  M = the query-tile width (<= 128, a
+ *   multiple of 16), P = M + 16,  N = 64 keys per tile.
+ * Independent of the sequence lengths: working memory is O(tile), never O(L^2) (about 0.3 MiB per
+ * thread at d = dv = 128).
  */
 AK_API size_t ak_plan_workspace_size(const ak_plan *plan);
 
-/** Name of the kernel the plan runs, e.g. "ak_k_fwd_f32_6x64__avx512". */
+/** Name of the kernel the plan runs, e.g. "ak_k_fwd_f32_12x32__avx512". */
 AK_API const char *ak_plan_kernel_name(const ak_plan *plan);
 /** Multi-line explanation: chosen kernel, why, and why every other kernel was rejected. */
 AK_API const char *ak_plan_explain(const ak_plan *plan);
@@ -282,6 +285,11 @@ AK_API const char *ak_plan_explain(const ak_plan *plan);
  *   o: [B][Hq][Lq][dv] dtype_o     lse: [B][Hq][Lq] f32 (natural log; includes the sink term)
  *   (B = 1 and L = packed totals when the plan is ragged.)
  *   O_i = sum_j softmax_j(s_ij) v_j over the visible keys j;  LSE_i = log(e^sink + sum_j e^s_ij).
+ * Errors: a tensor whose shape disagrees with the plan -> AK_ERR_SHAPE_MISMATCH; a valid dtype that
+ * differs from the descriptor's -> AK_ERR_PLAN_MISMATCH; a dtype invalid in that role ->
+ * AK_ERR_UNSUPPORTED_DTYPE; negative strides or zero output strides -> AK_ERR_BAD_STRIDE; output
+ * elements aliasing each other, or O/LSE memory ranges overlapping Q, K, V -> AK_ERR_OUTPUT_OVERLAP;
+ * packed totals cu_seqlens[batch] beyond the tensors' L -> AK_ERR_BAD_METADATA.
  * workspace: NULL (allocated through the context's allocator for this call) or at least
  * ak_plan_workspace_size(plan) bytes, any alignment. Every element of o (and lse) is written.
  * Exact (fp32 accumulation); the result is bitwise identical for every thread count.
