@@ -162,14 +162,7 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
             const float *kt = kv_tile(kern, K, kbase, j0, nk, d, s->kbuf, &ldk);
             kern->qk(nk, d, mpad, kt, ldk, s->qt, ld, s->st, ld);
         }
-        if (cap > 0.0f) {
-            float inv = 1.0f / cap;
-            for (int j = 0; j < nk; j++)
-                for (int col = 0; col < M; col++) {
-                    float *x = &s->st[(size_t)j * ld + col];
-                    *x = cap * tanhf(*x * inv);
-                }
-        }
+        if (cap > 0.0f) kern->softcap(nk, mpad, s->st, ld, cap);
         if (p->desc.has_alibi)
             for (int j = 0; j < nk; j++)
                 for (int col = 0; col < M; col++) {

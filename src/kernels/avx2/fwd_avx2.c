@@ -141,6 +141,32 @@ static void rescale_avx2(int dv, int mpad, float *ot, int64_t ldot, const float 
     }
 }
 
+/* tanh as in Cephes tanhf: odd polynomial below 0.625, else (1 - e^-2|x|) / (1 + e^-2|x|). */
+AK_AI __m256 tanh_ps(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 ax = _mm256_andnot_ps(sign, x);
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(-5.70498872745E-3f);
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954E-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531E-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036E-1f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422E-1f));
+    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    __m256 e = exp_neg(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0f)));
+    __m256 big = _mm256_div_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), e), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    big = _mm256_or_ps(big, _mm256_and_ps(x, sign));
+    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+}
+
+static void softcap_avx2(int nk, int mpad, float *st, int64_t ldst, float cap) {
+    __m256 c = _mm256_set1_ps(cap), inv = _mm256_set1_ps(1.0f / cap);
+    for (int j = 0; j < nk; j++)
+        for (int q = 0; q < mpad; q += 8) {
+            float *p = st + (size_t)j * ldst + q;
+            _mm256_storeu_ps(p, _mm256_mul_ps(c, tanh_ps(_mm256_mul_ps(_mm256_loadu_ps(p), inv))));
+        }
+}
+
 static void to_f32_avx2(ak_dtype t, const void *src, float *dst, int64_t n) {
     int64_t i = 0;
     if (t == AK_BF16) {
@@ -160,5 +186,5 @@ static void to_f32_avx2(ak_dtype t, const void *src, float *dst, int64_t n) {
 }
 
 const ak_fwd_kernels ak_fwd_kernels_avx2 = {
-    "ak_k_fwd_f32_6x16__avx2", AK_ISA_AVX2, qk_avx2, pv_avx2, softmax_avx2, rescale_avx2, to_f32_avx2,
+    "ak_k_fwd_f32_6x16__avx2", AK_ISA_AVX2, qk_avx2, pv_avx2, softmax_avx2, rescale_avx2, softcap_avx2, to_f32_avx2,
 };

@@ -142,6 +142,33 @@ static void rescale_avx512(int dv, int mpad, float *ot, int64_t ldot, const floa
     }
 }
 
+/* tanh as in Cephes tanhf: odd polynomial below 0.625, else (1 - e^-2|x|) / (1 + e^-2|x|). */
+AK_AI __m512 tanh_ps(__m512 x) {
+    __m512 ax = _mm512_abs_ps(x);
+    __m512 z = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(-5.70498872745E-3f);
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954E-2f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531E-2f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036E-1f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422E-1f));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+    __m512 e = exp_neg(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0f)));
+    __m512 big = _mm512_div_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), e), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    big = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(big),
+                                              _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u))));
+    __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
+    return _mm512_mask_mov_ps(big, is_small, small);
+}
+
+static void softcap_avx512(int nk, int mpad, float *st, int64_t ldst, float cap) {
+    __m512 c = _mm512_set1_ps(cap), inv = _mm512_set1_ps(1.0f / cap);
+    for (int j = 0; j < nk; j++)
+        for (int q = 0; q < mpad; q += 16) {
+            float *p = st + (size_t)j * ldst + q;
+            _mm512_storeu_ps(p, _mm512_mul_ps(c, tanh_ps(_mm512_mul_ps(_mm512_loadu_ps(p), inv))));
+        }
+}
+
 static void to_f32_avx512(ak_dtype t, const void *src, float *dst, int64_t n) {
     int64_t i = 0;
     if (t == AK_BF16) {
@@ -161,5 +188,5 @@ static void to_f32_avx512(ak_dtype t, const void *src, float *dst, int64_t n) {
 }
 
 const ak_fwd_kernels ak_fwd_kernels_avx512 = {
-    "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, to_f32_avx512,
+    "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, softcap_avx512, to_f32_avx512,
 };

@@ -54,10 +54,16 @@ static void rescale_scalar(int dv, int mpad, float *ot, int64_t ldot, const floa
         for (int q = 0; q < mpad; q++) ot[(size_t)c * ldot + q] *= alpha[q];
 }
 
+static void softcap_scalar(int nk, int mpad, float *st, int64_t ldst, float cap) {
+    float inv = 1.0f / cap;
+    for (int j = 0; j < nk; j++)
+        for (int q = 0; q < mpad; q++) st[(size_t)j * ldst + q] = cap * tanhf(st[(size_t)j * ldst + q] * inv);
+}
+
 static void to_f32_scalar(ak_dtype t, const void *src, float *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = ak__load(src, t, i);
 }
 
 const ak_fwd_kernels ak_fwd_kernels_scalar = {
-    "ak_k_fwd_f32_1x1__scalar", AK_ISA_SCALAR, qk_scalar, pv_scalar, softmax_scalar, rescale_scalar, to_f32_scalar,
+    "ak_k_fwd_f32_1x1__scalar", AK_ISA_SCALAR, qk_scalar, pv_scalar, softmax_scalar, rescale_scalar, softcap_scalar, to_f32_scalar,
 };
