@@ -135,6 +135,8 @@ typedef struct ak_fwd_kernels {
     void (*softmax)(int nk, int mpad, float *st, int64_t ldst, float *m, float *l, float *alpha);
     /* ot[c][q] *= alpha[q] */
     void (*rescale)(int dv, int mpad, float *ot, int64_t ldot, const float *alpha);
+    /* st[j][q] = -inf where j < lo[q] or j > hi[q] (key offsets within the tile) */
+    void (*mask)(int nk, int mpad, float *st, int64_t ldst, const int32_t *lo, const int32_t *hi);
     /* st[j][q] = cap * tanh(st[j][q] / cap) for j < nk, q < mpad (Cephes-accurate tanh) */
     void (*softcap)(int nk, int mpad, float *st, int64_t ldst, float cap);
     /* dst[i] = (float)src[i], src contiguous of dtype t */

@@ -29,6 +29,7 @@ size_t ak__fwd_thread_ws(int d, int dv, int mpad, int bc) {
     size_t ld = (size_t)mpad + 16; /* padded leading dimension of the 2-d tiles: no 4 KiB set aliasing */
     return align64((size_t)d * ld * f) + align64((size_t)dv * ld * f) + align64((size_t)bc * ld * f) +
            4 * align64((size_t)mpad * f) + 3 * align64((size_t)mpad * sizeof(int64_t)) +
+           2 * align64((size_t)mpad * sizeof(int32_t)) +
            align64((size_t)bc * (d > dv ? d : dv) * f) + align64((size_t)bc * dv * f) + align64((size_t)(bc + 1) / 2 * ld * f);
 }
 
@@ -36,6 +37,7 @@ typedef struct scratch {
     float *qt, *ot, *st, *m, *l, *alpha, *slope, *kbuf, *vbuf;
     uint32_t *pbuf; /* bf16 path: P in key pairs */
     int64_t *lo, *hi, *pos;
+    int32_t *rlo, *rhi; /* lo/hi relative to the current tile */
 } scratch;
 
 static scratch carve(void *base, int d, int dv, int mpad, int bc) {
@@ -53,6 +55,8 @@ static scratch carve(void *base, int d, int dv, int mpad, int bc) {
     s.lo = (int64_t *)p;  p += align64((size_t)mpad * sizeof(int64_t));
     s.hi = (int64_t *)p;  p += align64((size_t)mpad * sizeof(int64_t));
     s.pos = (int64_t *)p; p += align64((size_t)mpad * sizeof(int64_t));
+    s.rlo = (int32_t *)p; p += align64((size_t)mpad * sizeof(int32_t));
+    s.rhi = (int32_t *)p; p += align64((size_t)mpad * sizeof(int32_t));
     s.kbuf = (float *)p;  p += align64((size_t)bc * (d > dv ? d : dv) * f);
     s.vbuf = (float *)p;  p += align64((size_t)bc * dv * f);
     s.pbuf = (uint32_t *)p;
@@ -125,6 +129,10 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
                 uint32_t hi = c + 1 < d ? qd[qoff + (c + 1) * Q->stride[3]] : 0u;
                 qt2[(size_t)(c / 2) * ld + col] = lo | hi << 16;
             }
+        } else if (Q->stride[3] == 1) {
+            float *row = s->kbuf; /* free until the first key tile */
+            kern->to_f32(Q->dtype, (const char *)Q->data + (size_t)qoff * ak_dtype_size(Q->dtype), row, d);
+            for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = scale * row[c];
         } else {
             for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = scale * ak__load(Q->data, Q->dtype, qoff + c * Q->stride[3]);
         }
@@ -170,13 +178,15 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
                     s->st[(size_t)j * ld + col] -= s->slope[col] * (float)(dist < 0 ? -dist : dist);
                 }
         int full = j0 >= lo_last && j0 + nk - 1 <= hi_first;
-        if (!full)
-            for (int j = 0; j < nk; j++) {
-                int64_t key = j0 + j;
-                float *row = s->st + (size_t)j * ld;
-                for (int col = 0; col < M; col++)
-                    if (key < s->lo[col] || key > s->hi[col]) row[col] = -INFINITY;
+        if (!full) {
+            /* per-column visible range as key offsets within this tile, clamped to [-1, nk] */
+            for (int col = 0; col < mpad; col++) {
+                int64_t a = s->lo[col] - j0, b = s->hi[col] - j0;
+                s->rlo[col] = (int32_t)(a < -1 ? -1 : a > nk ? nk : a);
+                s->rhi[col] = (int32_t)(b < -1 ? -1 : b > nk ? nk : b);
             }
+            kern->mask(nk, mpad, s->st, ld, s->rlo, s->rhi);
+        }
         kern->softmax(nk, mpad, s->st, ld, s->m, s->l, s->alpha);
         if (!first) kern->rescale(dv, mpad, s->ot, ld, s->alpha);
         first = 0;

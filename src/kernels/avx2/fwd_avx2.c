@@ -141,6 +141,19 @@ static void rescale_avx2(int dv, int mpad, float *ot, int64_t ldot, const float 
     }
 }
 
+static void mask_avx2(int nk, int mpad, float *st, int64_t ldst, const int32_t *lo, const int32_t *hi) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (int q = 0; q < mpad; q += 8) {
+        __m256i l = _mm256_loadu_si256((const __m256i *)(lo + q)), h = _mm256_loadu_si256((const __m256i *)(hi + q));
+        for (int j = 0; j < nk; j++) {
+            __m256i jj = _mm256_set1_epi32(j);
+            __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(l, jj), _mm256_cmpgt_epi32(jj, h));
+            float *p = st + (size_t)j * ldst + q;
+            _mm256_storeu_ps(p, _mm256_blendv_ps(_mm256_loadu_ps(p), ninf, _mm256_castsi256_ps(out)));
+        }
+    }
+}
+
 /* tanh as in Cephes tanhf: odd polynomial below 0.625, else (1 - e^-2|x|) / (1 + e^-2|x|). */
 AK_AI __m256 tanh_ps(__m256 x) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -186,5 +199,5 @@ static void to_f32_avx2(ak_dtype t, const void *src, float *dst, int64_t n) {
 }
 
 const ak_fwd_kernels ak_fwd_kernels_avx2 = {
-    "ak_k_fwd_f32_6x16__avx2", AK_ISA_AVX2, qk_avx2, pv_avx2, softmax_avx2, rescale_avx2, softcap_avx2, to_f32_avx2,
+    "ak_k_fwd_f32_6x16__avx2", AK_ISA_AVX2, qk_avx2, pv_avx2, softmax_avx2, rescale_avx2, mask_avx2, softcap_avx2, to_f32_avx2,
 };

@@ -142,6 +142,18 @@ static void rescale_avx512(int dv, int mpad, float *ot, int64_t ldot, const floa
     }
 }
 
+static void mask_avx512(int nk, int mpad, float *st, int64_t ldst, const int32_t *lo, const int32_t *hi) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int q = 0; q < mpad; q += 16) {
+        __m512i l = _mm512_loadu_si512(lo + q), h = _mm512_loadu_si512(hi + q);
+        for (int j = 0; j < nk; j++) {
+            __m512i jj = _mm512_set1_epi32(j);
+            __mmask16 out = _mm512_cmp_epi32_mask(jj, l, _MM_CMPINT_LT) | _mm512_cmp_epi32_mask(jj, h, _MM_CMPINT_NLE);
+            _mm512_mask_storeu_ps(st + (size_t)j * ldst + q, out, ninf);
+        }
+    }
+}
+
 /* tanh as in Cephes tanhf: odd polynomial below 0.625, else (1 - e^-2|x|) / (1 + e^-2|x|). */
 AK_AI __m512 tanh_ps(__m512 x) {
     __m512 ax = _mm512_abs_ps(x);
@@ -188,5 +200,5 @@ static void to_f32_avx512(ak_dtype t, const void *src, float *dst, int64_t n) {
 }
 
 const ak_fwd_kernels ak_fwd_kernels_avx512 = {
-    "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, softcap_avx512, to_f32_avx512,
+    "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, mask_avx512, softcap_avx512, to_f32_avx512,
 };

@@ -54,6 +54,12 @@ static void rescale_scalar(int dv, int mpad, float *ot, int64_t ldot, const floa
         for (int q = 0; q < mpad; q++) ot[(size_t)c * ldot + q] *= alpha[q];
 }
 
+static void mask_scalar(int nk, int mpad, float *st, int64_t ldst, const int32_t *lo, const int32_t *hi) {
+    for (int j = 0; j < nk; j++)
+        for (int q = 0; q < mpad; q++)
+            if (j < lo[q] || j > hi[q]) st[(size_t)j * ldst + q] = -INFINITY;
+}
+
 static void softcap_scalar(int nk, int mpad, float *st, int64_t ldst, float cap) {
     float inv = 1.0f / cap;
     for (int j = 0; j < nk; j++)
@@ -65,5 +71,5 @@ static void to_f32_scalar(ak_dtype t, const void *src, float *dst, int64_t n) {
 }
 
 const ak_fwd_kernels ak_fwd_kernels_scalar = {
-    "ak_k_fwd_f32_1x1__scalar", AK_ISA_SCALAR, qk_scalar, pv_scalar, softmax_scalar, rescale_scalar, softcap_scalar, to_f32_scalar,
+    "ak_k_fwd_f32_1x1__scalar", AK_ISA_SCALAR, qk_scalar, pv_scalar, softmax_scalar, rescale_scalar, mask_scalar, softcap_scalar, to_f32_scalar,
 };
