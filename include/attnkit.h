@@ -266,9 +266,10 @@ AK_API void ak_plan_destroy(ak_plan *plan);
 /**
  * Bytes of workspace ak_attention_run needs with this plan (0 when the plan runs the reference):
  *   64 + T * W,  T = the context's thread count when the plan was created, and per thread
- *   W = A(4*d*P) + A(4*dv*P) + A(4*N*P) + 4*A(4*M) + 3*A(8*M) + 2*A(4*M) + A(4*N*max(d,dv)) + A(4*N*dv)
- *       + A(4*ceil(N/2)*P),   A(x) = x rounded up to 64,  M = the query-tile width (<= 128, a
- *   multiple of 16), P = M + 16,  N = 64 keys per tile.
+ *   W = A(4*d*P) + A(4*dv*P) + A(4*N*P) + 4*A(4*M) + 3*A(8*M) + 2*A(4*M)
+ *       + A(4*N*(R(max(d,dv)) + 16)) + A(4*N*(R(dv) + 16)) + A(4*ceil(N/2)*P),
+ *   A(x) = x rounded up to a multiple of 64, R(x) = x rounded up to a multiple of 16,
+ *   M = the query-tile width (<= 128, a multiple of 16), P = M + 16, N = 64 keys per tile.
  * Independent of the sequence lengths: working memory is O(tile), never O(L^2) (about 0.3 MiB per
  * thread at d = dv = 128).
  */

@@ -23,6 +23,7 @@
  *                   ak_ctx_create); exit 77 (skip) if this CPU lacks it
  *   AK_FORCE_REF=1  the library routes ak_attention through its reference
  * Reproduce case i:  AK_SWEEP_FIRST=i AK_SWEEP_N=1 AK_SWEEP_VERBOSE=1 AK_MAX_ISA=... ./test_sweep
+ * Coverage of the first N cases (nothing run):  ./test_sweep --stats N
  */
 #include <math.h>
 #include <stdio.h>
@@ -309,7 +310,59 @@ done:
     return ok;
 }
 
+/* `test_sweep --stats [N]`: how often each feature occurs in cases 0..N-1 (nothing is run). */
+static int print_stats(long n) {
+    long c_ragged = 0, c_used = 0, c_empty = 0, c_pad = 0, c_causal = 0, c_qgtk = 0, c_win = 0, c_cap = 0;
+    long c_alibi = 0, c_alibi2 = 0, c_sinks = 0, c_lse = 0, c_mixed = 0, c_dv = 0, c_scale = 0, c_1023 = 0;
+    long c_d[COUNT(D_LIST)] = {0}, c_g[17] = {0}, c_dt[3][3] = {{0}}, c_lay[LAY_COUNT] = {0};
+    for (long i = 0; i < n; i++) {
+        sweep_case c;
+        draw_case(i, &c);
+        const ak_attn_desc *d = &c.d;
+        int dv = d->head_dim_v ? d->head_dim_v : d->head_dim;
+        c_ragged += d->cu_seqlens_q != NULL, c_used += d->seqused_k != NULL;
+        c_causal += d->causal, c_win += d->window_left >= 0 || d->window_right >= 0;
+        c_cap += d->softcap > 0, c_alibi += d->has_alibi, c_alibi2 += d->has_alibi && c.po.alibi_2d;
+        c_sinks += d->has_sinks, c_lse += d->return_lse, c_dv += dv != d->head_dim, c_scale += !isnan(d->scale);
+        c_mixed += d->dtype_q != d->dtype_kv || d->dtype_kv != d->dtype_o;
+        c_dt[0][d->dtype_q]++, c_dt[1][d->dtype_kv]++, c_dt[2][d->dtype_o]++;
+        c_g[d->num_heads_q / d->num_heads_kv]++;
+        c_lay[c.po.lay_q]++, c_lay[c.po.lay_k]++, c_lay[c.po.lay_v]++, c_lay[c.po.lay_o]++;
+        for (int k = 0; k < COUNT(D_LIST); k++)
+            c_d[k] += d->head_dim == D_LIST[k];
+        if (d->cu_seqlens_q) {
+            int empty = 0;
+            for (int b = 0; b < d->batch; b++)
+                empty |= c.cu_q[b + 1] == c.cu_q[b] || c.cu_k[b + 1] == c.cu_k[b];
+            c_empty += empty, c_pad += c.total_q > c.cu_q[d->batch];
+        } else {
+            c_qgtk += d->causal && d->seqlen_q > d->seqlen_k;
+            c_1023 += d->seqlen_q == 1023 || d->seqlen_k == 1023;
+        }
+    }
+    printf("cases %ld: ragged %ld (seqused_k %ld, empty sequence %ld, padding rows %ld), causal %ld "
+           "(dense Lq > Lk %ld), window %ld, softcap %ld, alibi %ld ([B][Hq] %ld), sinks %ld, lse %ld, "
+           "dv != d %ld, scale %ld, mixed dtypes %ld, L = 1023 %ld\n",
+           n, c_ragged, c_used, c_empty, c_pad, c_causal, c_qgtk, c_win, c_cap, c_alibi, c_alibi2, c_sinks,
+           c_lse, c_dv, c_scale, c_mixed, c_1023);
+    printf("head_dim:");
+    for (int k = 0; k < COUNT(D_LIST); k++)
+        printf(" %d:%ld", D_LIST[k], c_d[k]);
+    printf("\ngroup size:");
+    for (int g = 1; g <= 16; g++)
+        if (c_g[g])
+            printf(" %d:%ld", g, c_g[g]);
+    printf("\ndtypes (f32/bf16/f16): q %ld/%ld/%ld kv %ld/%ld/%ld o %ld/%ld/%ld\nlayouts (q,k,v,o):", c_dt[0][0],
+           c_dt[0][1], c_dt[0][2], c_dt[1][0], c_dt[1][1], c_dt[1][2], c_dt[2][0], c_dt[2][1], c_dt[2][2]);
+    for (int l = 0; l < LAY_COUNT; l++)
+        printf(" %s:%ld", tlayout_name((tlayout)l), c_lay[l]);
+    printf("\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--stats") == 0)
+        return print_stats(argc > 2 ? strtol(argv[2], NULL, 10) : 300);
     long n = tu_env_long("AK_SWEEP_N", argc > 1 ? strtol(argv[1], NULL, 10) : 300);
     long first = tu_env_long("AK_SWEEP_FIRST", 0);
     int want = requested_isa();

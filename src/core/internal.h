@@ -115,7 +115,7 @@ ak_isa ak__isa_from_env(ak_isa detected);
 
 /* ---- micro-kernels (one table per ISA) ----
  * Layouts (all f32, leading dimensions in elements):
- *   qt  [d][mpad]     the query tile, transposed, pre-scaled; mpad % 16 == 0
+ *   qt  [d][mpad]     the query tile, transposed (unscaled); mpad % 16 == 0
  *   st  [nk][mpad]    scores S^T of the key tile (key-major), then P^T in place
  *   ot  [dv][mpad]    the output accumulator O^T
  *   k   [nk][d]       key rows (row stride ldk, unit column stride); v [nk][dv] likewise
@@ -123,8 +123,9 @@ ak_isa ak__isa_from_env(ak_isa detected);
 typedef struct ak_fwd_kernels {
     const char *name;    /* e.g. "ak_k_fwd_f32_6x64__avx512" */
     ak_isa isa;
-    /* st[j][q] = sum_c k[j][c] * qt[c][q] */
-    void (*qk)(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt,
+    /* st[j][q] = scale * sum_c k[j][c] * qt[c][q]  (the scale multiplies the fp32 dot product, as
+     * the naive computation does: folding it into Q loses accuracy for large scales) */
+    void (*qk)(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float scale,
                float *st, int64_t ldst);
     /* ot[c][q] += sum_j v[j][c] * pt[j][q] */
     void (*pv)(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt,

@@ -9,6 +9,15 @@
 #define AK_TILE_M_TARGET 128  /* query-tile width (rows of all heads in a group) */
 #define AK_TILE_N 64          /* keys per tile */
 
+/* Tuning overrides for experiments: AK_TILE_M (16..256) and AK_TILE_N (8..256). */
+static int tile_env(const char *name, int dflt, int lo, int hi) {
+    const char *e = getenv(name);
+    if (!e || !*e) return dflt;
+    char *end;
+    long v = strtol(e, &end, 10);
+    return (*end == '\0' && v >= lo && v <= hi) ? (int)v : dflt;
+}
+
 static const ak_fwd_kernels *kernel_for(ak_isa isa) {
 #ifdef AK_HAVE_AVX512_KERNELS
     if (isa >= AK_ISA_AVX512) return &ak_fwd_kernels_avx512;
@@ -51,7 +60,7 @@ static void explain_choice(ak_plan *pl) {
                   "chosen: %s (ISA cap %s, detected %s; q %s, kv %s, o %s; d=%d dv=%d; tile %d query positions x %d heads, %d keys; %lld work items, %d threads)\n",
                   pl->kernel_name, ak_isa_name(c->isa), ak_isa_name(ak_isa_detect()), ak_dtype_name(pl->p.desc.dtype_q),
                   ak_dtype_name(pl->p.desc.dtype_kv), ak_dtype_name(pl->p.desc.dtype_o), pl->p.d, pl->p.dv, pl->bq,
-                  pl->p.g < AK_TILE_M_TARGET ? pl->p.g : AK_TILE_M_TARGET, pl->bc, (long long)pl->n_items, pl->n_threads);
+                  pl->nh, pl->bc, (long long)pl->n_items, pl->n_threads);
     struct { ak_isa isa; const char *name; } all[] = {
         {AK_ISA_AVX512BF16, "avx512bf16 (vdpbf16ps)"}, {AK_ISA_AVX512, "avx512"}, {AK_ISA_AVX2, "avx2"}, {AK_ISA_SCALAR, "scalar"}};
     int bf16_in = pl->p.desc.dtype_q == AK_BF16 && pl->p.desc.dtype_kv == AK_BF16;
@@ -79,8 +88,9 @@ static int cmp_cost(const void *a, const void *b) {
 
 static ak_status build_items(ak_plan *pl) {
     const ak_problem *p = &pl->p;
-    int nh_max = p->g < AK_TILE_M_TARGET ? p->g : AK_TILE_M_TARGET;
-    int bq = AK_TILE_M_TARGET / nh_max;
+    int mt = tile_env("AK_TILE_M", AK_TILE_M_TARGET, 16, 256);
+    int nh_max = p->g < mt ? p->g : mt;
+    int bq = mt / nh_max;
     if (bq < 1) bq = 1;
     int64_t maxq = 1;
     for (int64_t b = 0; b < p->B; b++) {
@@ -89,7 +99,8 @@ static ak_status build_items(ak_plan *pl) {
     }
     if (bq > maxq) bq = (int)maxq;
     pl->bq = bq;
-    pl->bc = AK_TILE_N;
+    pl->bc = tile_env("AK_TILE_N", AK_TILE_N, 8, 256);
+    pl->nh = nh_max;
     pl->mpad_max = (nh_max * bq + 15) / 16 * 16;
 
     int64_t count = 0;

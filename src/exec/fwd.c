@@ -3,9 +3,9 @@
  * formulation that suits CPU SIMD:
  *
  *   for each work item (sequence b, KV head, its group's query heads, a block of query positions):
- *     Qt[d][M]   = scale * Q^T          the item's M = heads x positions query rows, packed once
+ *     Qt[d][M]   = Q^T                  the item's M = heads x positions query rows, packed once
  *     for each key tile [j0, j0+nk) that some row of the item can see:
- *       St[nk][M] = K_tile . Qt          micro-kernel qk (keys broadcast, queries along SIMD lanes)
+ *       St[nk][M] = scale * K_tile . Qt  micro-kernel qk (keys broadcast, queries along SIMD lanes)
  *       softcap, ALiBi; -inf outside the mask, only on tiles that cross a mask boundary
  *       online softmax down each column  micro-kernel softmax (column max/sum are vertical ops)
  *       Ot[dv][M] = alpha * Ot + V_tile^T . Pt     micro-kernels rescale and pv
@@ -24,13 +24,16 @@
 static size_t align64(size_t x) { return (x + 63) / 64 * 64; }
 
 /* Scratch of one thread, in this order: qt, ot, st, m, l, alpha, slope (floats), lo, hi, pos (int64), kbuf, vbuf. */
+static int64_t tile_ld(int cols);
+
 size_t ak__fwd_thread_ws(int d, int dv, int mpad, int bc) {
     size_t f = sizeof(float);
     size_t ld = (size_t)mpad + 16; /* padded leading dimension of the 2-d tiles: no 4 KiB set aliasing */
     return align64((size_t)d * ld * f) + align64((size_t)dv * ld * f) + align64((size_t)bc * ld * f) +
            4 * align64((size_t)mpad * f) + 3 * align64((size_t)mpad * sizeof(int64_t)) +
            2 * align64((size_t)mpad * sizeof(int32_t)) +
-           align64((size_t)bc * (d > dv ? d : dv) * f) + align64((size_t)bc * dv * f) + align64((size_t)(bc + 1) / 2 * ld * f);
+           align64((size_t)bc * tile_ld(d > dv ? d : dv) * f) + align64((size_t)bc * tile_ld(dv) * f) +
+           align64((size_t)(bc + 1) / 2 * ld * f);
 }
 
 typedef struct scratch {
@@ -57,44 +60,49 @@ static scratch carve(void *base, int d, int dv, int mpad, int bc) {
     s.pos = (int64_t *)p; p += align64((size_t)mpad * sizeof(int64_t));
     s.rlo = (int32_t *)p; p += align64((size_t)mpad * sizeof(int32_t));
     s.rhi = (int32_t *)p; p += align64((size_t)mpad * sizeof(int32_t));
-    s.kbuf = (float *)p;  p += align64((size_t)bc * (d > dv ? d : dv) * f);
-    s.vbuf = (float *)p;  p += align64((size_t)bc * dv * f);
+    s.kbuf = (float *)p;  p += align64((size_t)bc * tile_ld(d > dv ? d : dv) * f);
+    s.vbuf = (float *)p;  p += align64((size_t)bc * tile_ld(dv) * f);
     s.pbuf = (uint32_t *)p;
     return s;
 }
 
-/* Rows [j0, j0+nk) of a K or V head as f32 rows with unit column stride: the tensor itself when it
- * already is, else converted into buf (ld = cols). */
+/* Leading dimension of a copied K/V tile: a multiple of 16 floats that is not a multiple of 256
+ * bytes' power of two, so rows spread over the L1 sets (a 512 B or 4 KiB row stride, as BHSD d=128 or
+ * BSHD tensors have, maps every row to the same few sets). */
+static int64_t tile_ld(int cols) { return (int64_t)(cols + 15) / 16 * 16 + 16; }
+
+/* Rows [j0, j0+nk) of a K or V head, converted to f32 in buf with a padded leading dimension. The copy
+ * costs about 1/(M/16) of the tile's FMAs and keeps the broadcasts of the micro-kernels in L1. */
 static const float *kv_tile(const ak_fwd_kernels *kern, const ak_tensor *t, int64_t base, int64_t j0, int nk, int cols,
                             float *buf, int64_t *ld) {
-    if (t->dtype == AK_F32 && t->stride[3] == 1) {
-        *ld = t->stride[2];
-        return (const float *)t->data + base + j0 * t->stride[2];
-    }
     size_t es = ak_dtype_size(t->dtype);
+    int64_t ldb = tile_ld(cols);
     for (int j = 0; j < nk; j++) {
         int64_t row = base + (j0 + j) * t->stride[2];
+        float *dst = buf + (size_t)j * ldb;
         if (t->stride[3] == 1) {
-            kern->to_f32(t->dtype, (const char *)t->data + (size_t)row * es, buf + (size_t)j * cols, cols);
+            kern->to_f32(t->dtype, (const char *)t->data + (size_t)row * es, dst, cols);
         } else {
-            for (int c = 0; c < cols; c++) buf[(size_t)j * cols + c] = ak__load(t->data, t->dtype, row + c * t->stride[3]);
+            for (int c = 0; c < cols; c++) dst[c] = ak__load(t->data, t->dtype, row + c * t->stride[3]);
         }
     }
-    *ld = cols;
+    *ld = ldb;
     return buf;
 }
 
-/* Rows [j0, j0+nk) of a bf16 K or V head with unit column stride: the tensor itself, or copied. */
+/* Rows [j0, j0+nk) of a bf16 K or V head with unit column stride: the tensor itself when its row
+ * stride is not a multiple of 256 bytes, else copied with a padded leading dimension (see tile_ld). */
 static const uint16_t *kv_tile_bf16(const ak_tensor *t, int64_t base, int64_t j0, int nk, int cols, uint16_t *buf,
                                     int64_t *ld) {
     const uint16_t *data = (const uint16_t *)t->data;
-    if (t->stride[3] == 1) {
+    if (t->stride[3] == 1 && (t->stride[2] * 2) % 256 != 0) {
         *ld = t->stride[2];
         return data + base + j0 * t->stride[2];
     }
+    int64_t ldb = 2 * tile_ld(cols);
     for (int j = 0; j < nk; j++)
-        for (int c = 0; c < cols; c++) buf[(size_t)j * cols + c] = data[base + (j0 + j) * t->stride[2] + c * t->stride[3]];
-    *ld = cols;
+        for (int c = 0; c < cols; c++) buf[(size_t)j * ldb + c] = data[base + (j0 + j) * t->stride[2] + c * t->stride[3]];
+    *ld = ldb;
     return buf;
 }
 
@@ -109,7 +117,7 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
     const ak_fwd_bf16_kernels *kb = pl->kbf16;
     const int bf16 = kb != NULL;
 
-    /* Pack Qt[c][col] = scale * q; per-column mask bounds, positions and ALiBi slopes. */
+    /* Pack Qt[c][col] = q; per-column mask bounds, positions and ALiBi slopes. */
     for (int col = 0; col < mpad; col++) {
         if (col >= M) {
             for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = 0.0f;
@@ -132,9 +140,9 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
         } else if (Q->stride[3] == 1) {
             float *row = s->kbuf; /* free until the first key tile */
             kern->to_f32(Q->dtype, (const char *)Q->data + (size_t)qoff * ak_dtype_size(Q->dtype), row, d);
-            for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = scale * row[c];
+            for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = row[c];
         } else {
-            for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = scale * ak__load(Q->data, Q->dtype, qoff + c * Q->stride[3]);
+            for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = ak__load(Q->data, Q->dtype, qoff + c * Q->stride[3]);
         }
         ak__row_range(p, &sq, i, &s->lo[col], &s->hi[col]);
         s->pos[col] = i + sq.Lk - sq.Lq;
@@ -168,7 +176,7 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
             kb->qk(nk, d, mpad, kt, ldk, (const uint32_t *)s->qt, ld, scale, s->st, ld);
         } else {
             const float *kt = kv_tile(kern, K, kbase, j0, nk, d, s->kbuf, &ldk);
-            kern->qk(nk, d, mpad, kt, ldk, s->qt, ld, s->st, ld);
+            kern->qk(nk, d, mpad, kt, ldk, s->qt, ld, scale, s->st, ld);
         }
         if (cap > 0.0f) kern->softcap(nk, mpad, s->st, ld, cap);
         if (p->desc.has_alibi)

@@ -18,7 +18,7 @@ struct ak_plan {
     const ak_fwd_kernels *kern; /* NULL when the reference runs */
     const ak_fwd_bf16_kernels *kbf16; /* bf16-pair products (bf16 Q/K/V on AVX512_BF16), else NULL */
     int n_threads;
-    int bq, bc;                 /* query positions per item, keys per tile */
+    int bq, bc, nh;             /* query positions per item, keys per tile, heads per item */
     int mpad_max;               /* widest tile: roundup(nh * bq, 16) */
     ak_work *items;
     int64_t n_items;

@@ -211,9 +211,18 @@ static float *to_f32(const ak_tensor *t) {
     return f;
 }
 
+/* Round to the coarser input dtype when the inputs are half precision (bf16 before f16), as PyTorch's
+ * math attention on half tensors rounds S and P; f32 inputs: unchanged. */
+static float round_like_inputs(const problem *p, float x) {
+    if (p->dt_q == AK_BF16 || p->dt_kv == AK_BF16) return ak_bf16_to_f32(ak_f32_to_bf16(x));
+    if (p->dt_q == AK_F16 || p->dt_kv == AK_F16) return ak_f16_to_f32(ak_f32_to_f16(x));
+    return x;
+}
+
 /*
  * One row i of query head h in sequence g, all in float, in the order of a textbook ("math")
- * implementation: logits over the visible keys, max, exp, sum, then P.V / sum.
+ * implementation: logits over the visible keys, max, exp, sum, then P.V / sum. With bf16/f16 inputs
+ * S and the normalised P are rounded to that dtype, as PyTorch's math path does on half tensors.
  * s has room for g.lk floats, acc for dv floats. Writes o[dv] and *lse.
  */
 static void naive_row(const inputs *in, const float *qf, const float *kf, const float *vf,
@@ -234,6 +243,7 @@ static void naive_row(const inputs *in, const float *qf, const float *kf, const 
         float x = dot * scale;
         if (p->softcap > 0) x = p->softcap * tanhf(x / p->softcap);
         x -= slope * fabsf((float)(i + g.lk - g.lq - j));
+        x = round_like_inputs(p, x);
         s[j] = x;
         if (x > m) m = x;
     }
@@ -244,13 +254,13 @@ static void naive_row(const inputs *in, const float *qf, const float *kf, const 
         return;
     }
     float l = p->sinks ? expf(sink - m) : 0.0f;
+    for (int64_t j = lo; j <= hi; j++) l += expf(s[j] - m);
     for (int64_t j = lo; j <= hi; j++) {
         const float *v = vf + (((size_t)g.bidx * p->Hkv + hk) * in->Tk + g.k_off + j) * p->dv;
-        float e = expf(s[j] - m);
-        l += e;
-        for (int c = 0; c < p->dv; c++) acc[c] += e * v[c];
+        float pj = round_like_inputs(p, expf(s[j] - m) / l);
+        for (int c = 0; c < p->dv; c++) acc[c] += pj * v[c];
     }
-    for (int c = 0; c < p->dv; c++) o[c] = acc[c] / l;
+    for (int c = 0; c < p->dv; c++) o[c] = acc[c];
     *lse = m + logf(l);
 }
 

@@ -9,8 +9,8 @@
 
 #define AK_AI static inline __attribute__((always_inline))
 
-AK_AI void qk_tile(const int MR, int d, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                   int64_t ldst) {
+AK_AI void qk_tile(const int MR, int d, const float *k, int64_t ldk, const float *qt, int64_t ldqt, __m256 scale,
+                   float *st, int64_t ldst) {
     __m256 acc[6][2];
     const float *kr[6];
     for (int r = 0; r < MR; r++) {
@@ -26,25 +26,26 @@ AK_AI void qk_tile(const int MR, int d, const float *k, int64_t ldk, const float
         }
     }
     for (int r = 0; r < MR; r++) {
-        _mm256_storeu_ps(st + (size_t)r * ldst, acc[r][0]);
-        _mm256_storeu_ps(st + (size_t)r * ldst + 8, acc[r][1]);
+        _mm256_storeu_ps(st + (size_t)r * ldst, _mm256_mul_ps(acc[r][0], scale));
+        _mm256_storeu_ps(st + (size_t)r * ldst + 8, _mm256_mul_ps(acc[r][1], scale));
     }
 }
 
-static void qk_avx2(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                    int64_t ldst) {
+static void qk_avx2(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float scale,
+                    float *st, int64_t ldst) {
+    const __m256 sc = _mm256_set1_ps(scale);
     for (int q = 0; q < mpad; q += 16)
         for (int j = 0; j < nk; j += 6) {
             const float *kk = k + (size_t)j * ldk;
             const float *qq = qt + q;
             float *ss = st + (size_t)j * ldst + q;
             switch (nk - j < 6 ? nk - j : 6) {
-            case 6: qk_tile(6, d, kk, ldk, qq, ldqt, ss, ldst); break;
-            case 5: qk_tile(5, d, kk, ldk, qq, ldqt, ss, ldst); break;
-            case 4: qk_tile(4, d, kk, ldk, qq, ldqt, ss, ldst); break;
-            case 3: qk_tile(3, d, kk, ldk, qq, ldqt, ss, ldst); break;
-            case 2: qk_tile(2, d, kk, ldk, qq, ldqt, ss, ldst); break;
-            default: qk_tile(1, d, kk, ldk, qq, ldqt, ss, ldst); break;
+            case 6: qk_tile(6, d, kk, ldk, qq, ldqt, sc, ss, ldst); break;
+            case 5: qk_tile(5, d, kk, ldk, qq, ldqt, sc, ss, ldst); break;
+            case 4: qk_tile(4, d, kk, ldk, qq, ldqt, sc, ss, ldst); break;
+            case 3: qk_tile(3, d, kk, ldk, qq, ldqt, sc, ss, ldst); break;
+            case 2: qk_tile(2, d, kk, ldk, qq, ldqt, sc, ss, ldst); break;
+            default: qk_tile(1, d, kk, ldk, qq, ldqt, sc, ss, ldst); break;
             }
         }
 }

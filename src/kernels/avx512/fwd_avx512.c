@@ -20,7 +20,7 @@ AK_AI __m512 bcast(const float *p) {
 /* st[j][q] = sum_c k[j][c] * qt[c][q] for j < MR, q < 16*NV.  12 keys x 2 zmm: the 32-query strip of
  * qt (d x 128 bytes) stays in L1 while the key rows stream through. */
 AK_AI void qk_tile(const int MR, const int NV, int d, const float *k, int64_t ldk, const float *qt, int64_t ldqt,
-                   float *st, int64_t ldst) {
+                   __m512 scale, float *st, int64_t ldst) {
     __m512 acc[12][2];
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
@@ -33,23 +33,24 @@ AK_AI void qk_tile(const int MR, const int NV, int d, const float *k, int64_t ld
         }
     }
     for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) _mm512_storeu_ps(st + (size_t)r * ldst + 16 * v, acc[r][v]);
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(st + (size_t)r * ldst + 16 * v, _mm512_mul_ps(acc[r][v], scale));
 }
 
-static void qk_avx512(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                      int64_t ldst) {
+static void qk_avx512(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float scale,
+                      float *st, int64_t ldst) {
+    const __m512 sc = _mm512_set1_ps(scale);
     for (int q = 0; q < mpad; q += 32) {
         const float *qq = qt + q;
         if (mpad - q >= 32) {
             int j = 0;
-            for (; j + 12 <= nk; j += 12) qk_tile(12, 2, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
-            for (; j + 4 <= nk; j += 4) qk_tile(4, 2, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
-            for (; j < nk; j++) qk_tile(1, 2, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
+            for (; j + 12 <= nk; j += 12) qk_tile(12, 2, d, k + (size_t)j * ldk, ldk, qq, ldqt, sc, st + (size_t)j * ldst + q, ldst);
+            for (; j + 4 <= nk; j += 4) qk_tile(4, 2, d, k + (size_t)j * ldk, ldk, qq, ldqt, sc, st + (size_t)j * ldst + q, ldst);
+            for (; j < nk; j++) qk_tile(1, 2, d, k + (size_t)j * ldk, ldk, qq, ldqt, sc, st + (size_t)j * ldst + q, ldst);
         } else {
             int j = 0;
-            for (; j + 12 <= nk; j += 12) qk_tile(12, 1, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
-            for (; j + 4 <= nk; j += 4) qk_tile(4, 1, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
-            for (; j < nk; j++) qk_tile(1, 1, d, k + (size_t)j * ldk, ldk, qq, ldqt, st + (size_t)j * ldst + q, ldst);
+            for (; j + 12 <= nk; j += 12) qk_tile(12, 1, d, k + (size_t)j * ldk, ldk, qq, ldqt, sc, st + (size_t)j * ldst + q, ldst);
+            for (; j + 4 <= nk; j += 4) qk_tile(4, 1, d, k + (size_t)j * ldk, ldk, qq, ldqt, sc, st + (size_t)j * ldst + q, ldst);
+            for (; j < nk; j++) qk_tile(1, 1, d, k + (size_t)j * ldk, ldk, qq, ldqt, sc, st + (size_t)j * ldst + q, ldst);
         }
     }
 }

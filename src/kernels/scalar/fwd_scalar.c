@@ -3,8 +3,8 @@
 
 #include <math.h>
 
-static void qk_scalar(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                      int64_t ldst) {
+static void qk_scalar(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float scale,
+                      float *st, int64_t ldst) {
     for (int j = 0; j < nk; j++) {
         float *srow = st + (size_t)j * ldst;
         for (int q = 0; q < mpad; q++) srow[q] = 0.0f;
@@ -13,6 +13,7 @@ static void qk_scalar(int nk, int d, int mpad, const float *k, int64_t ldk, cons
             const float *qrow = qt + (size_t)c * ldqt;
             for (int q = 0; q < mpad; q++) srow[q] += kv * qrow[q];
         }
+        for (int q = 0; q < mpad; q++) srow[q] *= scale;
     }
 }
 
