@@ -22,7 +22,9 @@
  *    Attention tensors always have the logical shape [B][H][L][D]; any memory layout (BHSD, BSHD,
  *    packed QKV, ...) is expressed through the strides. Inputs may have any non-negative strides
  *    (including 0 = broadcast); outputs need positive strides and non-overlapping elements.
- *    No alignment is required and nothing is read outside the elements the view describes.
+ *    Data pointers must be aligned to their element size (4 bytes for f32, 2 for bf16/f16;
+ *    AK_ERR_INVALID_ARGUMENT otherwise); no other alignment is required, and nothing is read
+ *    outside the elements the view describes.
  *  - Logits: s_ij = scale * (q_i . k_j); then softcap; then ALiBi; then masks.
  *  - LSE is the NATURAL log of the softmax denominator, fp32.
  *  - A fully-masked row (no visible key) gets output 0 and LSE -inf (or LSE = sink, see sinks).
@@ -241,7 +243,8 @@ AK_API void ak_attn_desc_init(ak_attn_desc *desc);
 /**
  * Tensors of one run. q,k,v,o are required; lse is required iff desc.return_lse; alibi_slopes iff
  * has_alibi (f32, shape [Hq] (ndim 1) or [B][Hq] (ndim 2)); sinks iff has_sinks (f32, shape [Hq]).
- * O may not overlap Q, K, V or LSE.
+ * O may not overlap Q, K, V or LSE; overlap is judged on memory ranges (first to last element), so
+ * an O interleaved with LSE or Q in one buffer is refused even without shared elements.
  */
 typedef struct ak_attn_tensors {
     size_t size;           /* = sizeof(ak_attn_tensors), set by ak_attn_tensors_init */

@@ -216,9 +216,10 @@ static void layout_strides(ak_tensor *t, tlayout lay, rng *r) {
     int64_t pad[AK_MAX_DIMS] = {0, 0, 0, 0}, inner = 1;
     for (int k = 0; k < nd; k++)
         order[k] = k; /* order[0] = outermost dim in memory */
-    if (lay == LAY_BSHD && nd == 4) {
-        order[1] = 2;
-        order[2] = 1;
+    if (lay == LAY_BSHD && nd == 4) { /* the library's own constructor: [B][L][H][D] in memory */
+        ak_tensor v = ak_tensor_bshd(NULL, t->dtype, t->shape[0], t->shape[2], t->shape[1], t->shape[3]);
+        memcpy(t->stride, v.stride, sizeof t->stride);
+        return;
     }
     if (lay == LAY_PADDED || lay == LAY_PERMUTED) {
         for (int k = 0; k < nd; k++)

@@ -176,9 +176,9 @@ static void row32(const ak_attn_desc *d, const ak_attn_tensors *t, const seqinfo
         n++;
     }
     *nvis = (int32_t)n;
-    if (n == 0 && !d->has_sinks)
-        return; /* fully-masked row: O = 0, LSE = -inf (already set) */
-    float sum = d->has_sinks ? expf(sink - m) : 0.0f;
+    if (n == 0 && sink == -INFINITY)
+        return; /* fully-masked row (no sink, or a -inf one): O = 0, LSE = -inf (already set) */
+    float sum = sink == -INFINITY ? 0.0f : expf(sink - m);
     for (int64_t j = 0; j < s->lk; j++)
         if (sc[j] != -INFINITY)
             sum += expf((float)sc[j] - m);
@@ -223,9 +223,9 @@ static void row64(const ak_attn_desc *d, const ak_attn_tensors *t, const seqinfo
         n++;
     }
     *nvis = (int32_t)n;
-    if (n == 0 && !d->has_sinks)
+    if (n == 0 && sink == -INFINITY)
         return;
-    double sum = d->has_sinks ? exp(sink - m) : 0.0;
+    double sum = sink == -INFINITY ? 0.0 : exp(sink - m);
     for (int64_t j = 0; j < s->lk; j++)
         if (sc[j] != -INFINITY)
             sum += exp(sc[j] - m);

@@ -7,8 +7,8 @@
  * Results are judged by the accuracy rule of harness.h against ak_attention_ref, plus the exact
  * requirements (O == 0 and LSE == -inf or sink on fully-masked rows).
  *
- * Usage: test_edge [group]   (no argument = every group except "unaligned_bytes", which runs
- * alone because UBSan aborts on a misaligned load)
+ * Usage: test_edge [group]   (no argument = every group except "unaligned_bytes", which is its
+ * own CTest, edge_unaligned, so that a sanitizer abort there is reported on its own)
  */
 #include <math.h>
 #include <stdlib.h>
@@ -216,6 +216,65 @@ static void group_masks(ak_ctx *ctx) {
     d.dtype_q = d.dtype_kv = d.dtype_o = AK_F32, d.seqlen_k = 1023;
     m = d, m.causal = 1;
     same_as(ctx, d, m, "decode Lq=1 Lk=1023 causal == non-causal");
+}
+
+/* ---- unusual but valid parameters -------------------------------------------------------------- */
+
+/* Build a problem, let `tweak` edit its inputs, then check it like full_check. */
+static void tweaked_check(ak_ctx *ctx, const ak_attn_desc *d, int64_t Lqt, int64_t Lkt, const problem_opts *po,
+                          uint64_t seed, void (*tweak)(problem *), const char *label) {
+    problem p;
+    refs r;
+    rng g = rng_seed(seed);
+    if (problem_create(&p, d, Lqt, Lkt, po, &g))
+        return;
+    if (tweak)
+        tweak(&p);
+    if (refs_compute(ctx, &p, &r, label))
+        run_check_into(ctx, &p, &r, &p.o, &p.lse, label);
+    refs_free(&r);
+    problem_destroy(&p);
+}
+
+static void sinks_minus_inf(problem *p) { /* heads 0 and 2: a -inf sink, the same as no sink */
+    int64_t i0[1] = {0}, i2[1] = {2};
+    ten_set(&p->sinks.t, i0, -INFINITY), ten_set(&p->sinks.t, i2, -INFINITY);
+}
+
+static void slopes_signed(problem *p) { /* negative slopes: a bias growing with the distance */
+    for (int64_t h = 0; h < p->alibi.t.shape[0]; h++) {
+        int64_t idx[1] = {h};
+        ten_set(&p->alibi.t, idx, h % 2 ? -0.05 * (double)h : 0.3);
+    }
+}
+
+static void group_params(ak_ctx *ctx) {
+    problem_opts po;
+    problem_opts_default(&po);
+    ak_attn_desc base = desc_dense(2, 6, 3, 41, 57, 48, 40, AK_F32), d;
+    d = base, d.scale = 0.0f; /* every logit 0: uniform weights */
+    full_check(ctx, &d, 0, 0, &po, 201, "scale 0");
+    d = base, d.scale = -0.7f, d.causal = 1;
+    full_check(ctx, &d, 0, 0, &po, 202, "negative scale");
+    d = base, d.softcap = 1e-3f;
+    full_check(ctx, &d, 0, 0, &po, 203, "softcap 1e-3");
+    d = base, d.softcap = 1e6f;
+    full_check(ctx, &d, 0, 0, &po, 204, "softcap 1e6");
+    d = base, d.has_sinks = 1, d.causal = 1, d.seqlen_q = 70; /* incl. fully-masked rows */
+    tweaked_check(ctx, &d, 0, 0, &po, 205, sinks_minus_inf, "sinks = -inf on some heads");
+    d = base, d.has_alibi = 1;
+    tweaked_check(ctx, &d, 0, 0, &po, 206, slopes_signed, "negative ALiBi slopes");
+    /* 64 short sequences, many empty, GQA 2, window + causal + sinks, bf16 */
+    int32_t cu_q[65], cu_k[65];
+    rng g = rng_seed(207);
+    cu_q[0] = cu_k[0] = 0;
+    for (int b = 0; b < 64; b++) {
+        cu_q[b + 1] = cu_q[b] + rng_int(&g, 10);
+        cu_k[b + 1] = cu_k[b] + (rng_chance(&g, 0.2) ? 0 : rng_int(&g, 14));
+    }
+    d = desc_dense(64, 6, 3, 0, 0, 40, 40, AK_BF16);
+    d.cu_seqlens_q = cu_q, d.cu_seqlens_k = cu_k, d.causal = 1, d.window_left = 3, d.has_sinks = 1;
+    full_check(ctx, &d, cu_q[64] + 2, cu_k[64], &po, 208, "64 short ragged sequences");
 }
 
 /* ---- seqused_k -------------------------------------------------------------------------------- */
@@ -552,7 +611,8 @@ static void group_broadcast(ak_ctx *ctx) {
 }
 
 /* Data pointers shifted by one element of each tensor's dtype (element aligned, not vector
- * aligned; bytes = 0), or by `bytes` bytes (header: "No alignment is required"). */
+ * aligned; bytes = 0): must work. Shifted by `bytes` bytes, not a multiple of the element size: the
+ * header requires element alignment, so the run must be refused with AK_ERR_INVALID_ARGUMENT. */
 static void unaligned_case(ak_ctx *ctx, int bytes, ak_dtype dt) {
     ak_attn_desc d = desc_dense(1, 4, 2, 29, 45, 64, 64, dt);
     problem p;
@@ -581,6 +641,15 @@ static void unaligned_case(ak_ctx *ctx, int bytes, ak_dtype dt) {
             views[i]->data = base + ((unsigned char *)ts[i]->t.data - ts[i]->mem);
         }
         ak_status st = ak_attention(ctx, &p.d, &t);
+        if (bytes % (int)ak_dtype_size(dt) != 0) {
+            CHECK(st == AK_ERR_INVALID_ARGUMENT, "%s: %s, expected AK_ERR_INVALID_ARGUMENT", label,
+                  ak_status_string(st));
+            for (int i = 0; i < 5; i++)
+                free(bufs[i]);
+            refs_free(&r);
+            problem_destroy(&p);
+            return;
+        }
         CHECK(st == AK_OK, "%s: %s", label, ak_status_string(st));
         memcpy(p.o.mem, (unsigned char *)t.o.data - TBUF_GUARD * p.o.esize, p.o.mem_elems * p.o.esize);
         memcpy(p.lse.mem, (unsigned char *)t.lse.data - TBUF_GUARD * 4, p.lse.mem_elems * 4);
@@ -614,7 +683,8 @@ typedef struct group {
 
 static const group GROUPS[] = {
     {"fully_masked", group_fully_masked, 1},   {"extreme", group_extreme, 1},
-    {"masks", group_masks, 1},                 {"seqused", group_seqused, 1},
+    {"masks", group_masks, 1},                 {"params", group_params, 1},
+    {"seqused", group_seqused, 1},
     {"threads", group_threads, 1},             {"batch_composition", group_batch_composition, 1},
     {"plan_reuse", group_plan_reuse, 1},       {"workspace", group_workspace, 1},
     {"workspace_formula", group_workspace_formula, 1},

@@ -199,8 +199,8 @@ static int kernel_name_within_cap(const char *name, ak_isa cap) {
         return strstr(name, "avx") == NULL;
     if (cap == AK_ISA_AVX2)
         return strstr(name, "avx512") == NULL;
-    if (cap == AK_ISA_AVX512)
-        return strstr(name, "avx512bf16") == NULL;
+    if (cap == AK_ISA_AVX512) /* the emulated bf16-dot kernel (AK_EMULATE_BF16DOT=1) is plain AVX-512 */
+        return strstr(name, "avx512bf16") == NULL || strstr(name, "avx512bf16emu") != NULL;
     return 1;
 }
 

@@ -18,6 +18,8 @@ static ak_status check_o(const ak_ctx *ctx, const char *name, const ak_tensor *t
         n *= t->shape[i];
     }
     if (!t->data && n > 0) return ak__fail(ctx, AK_ERR_NULL_POINTER, "%s.data is NULL", name);
+    if ((uintptr_t)t->data % ak_dtype_size(t->dtype) != 0)
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "%s.data is not aligned to its element size", name);
     return AK_OK;
 }
 
@@ -33,6 +35,8 @@ static ak_status check_lse(const ak_ctx *ctx, const char *name, const ak_tensor 
         n *= t->shape[i];
     }
     if (!t->data && n > 0) return ak__fail(ctx, AK_ERR_NULL_POINTER, "%s.data is NULL", name);
+    if ((uintptr_t)t->data % ak_dtype_size(t->dtype) != 0)
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "%s.data is not aligned to its element size", name);
     return AK_OK;
 }
 

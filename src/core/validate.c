@@ -182,6 +182,10 @@ static ak_status check_view(const ak_ctx *ctx, const char *name, const ak_tensor
                             (long long)t->stride[i]);
     }
     if (!t->data && numel(t) > 0) return ak__fail(ctx, AK_ERR_NULL_POINTER, "%s.data is NULL", name);
+    size_t es = ak_dtype_size(t->dtype);
+    if (es > 1 && (uintptr_t)t->data % es != 0)
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "%s.data = %p is not aligned to its element size (%zu bytes)", name,
+                        t->data, es);
     return AK_OK;
 }
 
