@@ -34,7 +34,9 @@ AK_AI __m512 dpbf16(__m512 acc, __m512i a, __m512i b) { return _mm512_dpbf16_ps(
 
 /* One dword broadcast into a register (kept out of the FMA's memory operand, see fwd_avx512.c). */
 AK_AI __m512i bcast32(const void *p) {
-    __m512i a = _mm512_set1_epi32(*(const int32_t *)p);
+    int32_t x; /* a bf16 pair is only 2-byte aligned: memcpy, which compiles to vpbroadcastd from memory */
+    __builtin_memcpy(&x, p, 4);
+    __m512i a = _mm512_set1_epi32(x);
     __asm__("" : "+v"(a));
     return a;
 }
