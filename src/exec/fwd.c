@@ -160,10 +160,9 @@ static void run_item(const ak_plan *pl, const ak_attn_tensors *t, const ak_work 
     memset(s->ot, 0, sizeof(float) * (size_t)dv * ld);
 
     /* Keys some row of the item sees: rows' ranges are monotone in i. */
-    int64_t jlo, jhi, lo_last, hi_first, tmp;
+    int64_t jlo, jhi, lo_last, hi_first;
     ak__row_range(p, &sq, w->i0, &jlo, &hi_first);
     ak__row_range(p, &sq, w->i0 + w->nq - 1, &lo_last, &jhi);
-    (void)tmp;
     int64_t kbase = sq.bidx * K->stride[0] + w->hkv * K->stride[1] + sq.k_off * K->stride[2];
     int64_t vbase = sq.bidx * V->stride[0] + w->hkv * V->stride[1] + sq.k_off * V->stride[2];
     const float cap = p->desc.softcap;
