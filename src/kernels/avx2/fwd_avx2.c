@@ -135,6 +135,7 @@ static void softmax_avx2(int nk, int mpad, float *st, int64_t ldst, float *m, fl
 static void rescale_avx2(int dv, int mpad, float *ot, int64_t ldot, const float *alpha) {
     for (int q = 0; q < mpad; q += 8) {
         __m256 a = _mm256_loadu_ps(alpha + q);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(1.0f), _CMP_NEQ_UQ)) == 0) continue; /* x * 1 == x */
         for (int c = 0; c < dv; c++) {
             float *p = ot + (size_t)c * ldot + q;
             _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_loadu_ps(p), a));

@@ -136,6 +136,7 @@ static void softmax_avx512(int nk, int mpad, float *st, int64_t ldst, float *m, 
 static void rescale_avx512(int dv, int mpad, float *ot, int64_t ldot, const float *alpha) {
     for (int q = 0; q < mpad; q += 16) {
         __m512 a = _mm512_loadu_ps(alpha + q);
+        if (_mm512_cmp_ps_mask(a, _mm512_set1_ps(1.0f), _CMP_NEQ_UQ) == 0) continue; /* x * 1 == x */
         for (int c = 0; c < dv; c++) {
             float *p = ot + (size_t)c * ldot + q;
             _mm512_storeu_ps(p, _mm512_mul_ps(_mm512_loadu_ps(p), a));
