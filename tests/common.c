@@ -36,29 +36,29 @@ int rng_chance(rng *r, double p) { return rng_unif(r) < p; }
 
 /* ---- Conversions ---------------------------------------------------------------------------- */
 
-static uint32_t f2u(float x) {
+uint32_t tu_f32_bits(float x) {
     uint32_t u;
     memcpy(&u, &x, 4);
     return u;
 }
-static float u2f(uint32_t u) {
+float tu_bits_f32(uint32_t u) {
     float x;
     memcpy(&x, &u, 4);
     return x;
 }
 
 uint16_t tu_f32_to_bf16(float x) {
-    uint32_t u = f2u(x);
+    uint32_t u = tu_f32_bits(x);
     if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep sign and top payload, force quiet */
         return (uint16_t)((u >> 16) | 0x0040u);
     u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even (overflow -> inf) */
     return (uint16_t)(u >> 16);
 }
 
-float tu_bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
+float tu_bf16_to_f32(uint16_t h) { return tu_bits_f32((uint32_t)h << 16); }
 
 uint16_t tu_f32_to_f16(float x) {
-    uint32_t u = f2u(x);
+    uint32_t u = tu_f32_bits(x);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
     if (a > 0x7f800000u) /* NaN: quiet, keep the top payload bits */
@@ -70,7 +70,7 @@ uint16_t tu_f32_to_f16(float x) {
         return (uint16_t)(sign | ((a - 0x38000000u) >> 13));
     }
     /* subnormal f16 (or zero): count units of 2^-24, exact scaling then RNE (default mode) */
-    float units = u2f(a) * 16777216.0f;
+    float units = tu_bits_f32(a) * 16777216.0f;
     return (uint16_t)(sign | (uint16_t)nearbyintf(units)); /* 1024 units = smallest normal */
 }
 
@@ -82,8 +82,8 @@ float tu_f16_to_f32(uint16_t h) {
         return sign ? -v : v;
     }
     if (e == 31)
-        return u2f(sign | 0x7f800000u | (m << 13));
-    return u2f(sign | ((e + 112u) << 23) | (m << 13));
+        return tu_bits_f32(sign | 0x7f800000u | (m << 13));
+    return tu_bits_f32(sign | ((e + 112u) << 23) | (m << 13));
 }
 
 double tu_round_to(ak_dtype dt, double x) {

@@ -31,6 +31,9 @@ int rng_chance(rng *r, double p);            /* 1 with probability p */
 
 /* ---- Independent dtype conversions (round to nearest even; NaN stays NaN) -------------------- */
 
+/* The bits of a float and back (memcpy, no aliasing games). */
+uint32_t tu_f32_bits(float x);
+float tu_bits_f32(uint32_t u);
 uint16_t tu_f32_to_bf16(float x);
 float tu_bf16_to_f32(uint16_t h);
 uint16_t tu_f32_to_f16(float x);

@@ -518,16 +518,6 @@ static void test_packed_qkv(ak_ctx *ctx) {
 
 /* ---- bf16 / f16 conversions --------------------------------------------------------------------- */
 
-static uint32_t bits_of(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return u;
-}
-static float float_of(uint32_t u) {
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
 static int h_is_nan(uint16_t h, int f16) {
     return f16 ? (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) : (h & 0x7f80u) == 0x7f80u && (h & 0x7fu);
 }
@@ -546,11 +536,11 @@ static void test_conversions(void) {
     for (uint32_t h = 0; h <= 0xffffu; h++) {
         float xb = ak_bf16_to_f32((uint16_t)h), xf = ak_f16_to_f32((uint16_t)h);
         if (h_is_nan((uint16_t)h, 0) ? !isnan(xb) || !h_is_nan(ak_f32_to_bf16(xb), 0)
-                                      : bits_of(xb) != bits_of(tu_bf16_to_f32((uint16_t)h)) ||
+                                      : tu_f32_bits(xb) != tu_f32_bits(tu_bf16_to_f32((uint16_t)h)) ||
                                             ak_f32_to_bf16(xb) != h)
             bad_b++;
         if (h_is_nan((uint16_t)h, 1) ? !isnan(xf) || !h_is_nan(ak_f32_to_f16(xf), 1)
-                                      : bits_of(xf) != bits_of(tu_f16_to_f32((uint16_t)h)) ||
+                                      : tu_f32_bits(xf) != tu_f32_bits(tu_f16_to_f32((uint16_t)h)) ||
                                             ak_f32_to_f16(xf) != h)
             bad_f++;
     }
@@ -559,10 +549,10 @@ static void test_conversions(void) {
     /* hand-checked values: ties to even, overflow, subnormals, NaN with a low payload, -0 */
     CHECK(ak_f32_to_bf16(1.0f + 0x1p-8f) == 0x3f80, "bf16(1 + 2^-8) tie should round to even 1.0");
     CHECK(ak_f32_to_bf16(1.0f + 3 * 0x1p-8f) == 0x3f82, "bf16(1 + 3*2^-8) tie should round up to even");
-    CHECK(ak_f32_to_bf16(float_of(0x7f7fffffu)) == 0x7f80, "bf16(FLT_MAX) should round to inf");
-    CHECK(ak_f32_to_bf16(float_of(0x00010000u)) == 0x0001, "bf16 keeps f32 subnormals");
-    CHECK(h_is_nan(ak_f32_to_bf16(float_of(0x7f800001u)), 0), "bf16 of a NaN with only low payload bits "
-          "became 0x%04x (truncation turns it into inf)", ak_f32_to_bf16(float_of(0x7f800001u)));
+    CHECK(ak_f32_to_bf16(tu_bits_f32(0x7f7fffffu)) == 0x7f80, "bf16(FLT_MAX) should round to inf");
+    CHECK(ak_f32_to_bf16(tu_bits_f32(0x00010000u)) == 0x0001, "bf16 keeps f32 subnormals");
+    CHECK(h_is_nan(ak_f32_to_bf16(tu_bits_f32(0x7f800001u)), 0), "bf16 of a NaN with only low payload bits "
+          "became 0x%04x (truncation turns it into inf)", ak_f32_to_bf16(tu_bits_f32(0x7f800001u)));
     CHECK(ak_f32_to_bf16(-0.0f) == 0x8000 && ak_f32_to_f16(-0.0f) == 0x8000, "-0 keeps its sign");
     CHECK(ak_f32_to_f16(65520.0f) == 0x7c00, "f16(65520) tie should round to inf");
     CHECK(ak_f32_to_f16(65519.0f) == 0x7bff, "f16(65519) should be 65504");
@@ -573,8 +563,8 @@ static void test_conversions(void) {
     CHECK(ak_f32_to_f16(1e-10f) == 0x0000 && ak_f32_to_f16(-1e-10f) == 0x8000, "f16 underflow to +-0");
     CHECK(ak_f32_to_f16(1.0f + 0x1p-11f) == 0x3c00, "f16(1 + 2^-11) tie should round to even 1.0");
     CHECK(ak_f32_to_f16(INFINITY) == 0x7c00 && ak_f32_to_f16(-INFINITY) == 0xfc00, "f16 infinities");
-    CHECK(h_is_nan(ak_f32_to_f16(float_of(0x7f800001u)), 1), "f16 of a NaN with only low payload bits "
-          "became 0x%04x", ak_f32_to_f16(float_of(0x7f800001u)));
+    CHECK(h_is_nan(ak_f32_to_f16(tu_bits_f32(0x7f800001u)), 1), "f16 of a NaN with only low payload bits "
+          "became 0x%04x", ak_f32_to_f16(tu_bits_f32(0x7f800001u)));
     CHECK(ak_f16_to_f32(0x0001) == 0x1p-24f && ak_f16_to_f32(0x7bff) == 65504.0f, "f16 decode");
     /* f32 -> half against the independent converters: every exponent, random mantissas */
     rng g = rng_seed(7);
@@ -585,10 +575,10 @@ static void test_conversions(void) {
             if (i < 8) /* the tie and near-tie mantissas of both formats */
                 m = (uint32_t[]){0x8000u, 0x18000u, 0x7fffu, 0x1000u, 0x3000u, 0xfffu, 0x7fffffu, 0}[i];
             uint32_t u = ((uint32_t)rng_u64(&g) & 0x80000000u) | (e << 23) | m;
-            if (!conv_agrees(float_of(u)) && bad++ < 5)
+            if (!conv_agrees(tu_bits_f32(u)) && bad++ < 5)
                 fprintf(stderr, "  conversion of 0x%08x: lib bf16 0x%04x f16 0x%04x, expected 0x%04x 0x%04x\n", u,
-                        ak_f32_to_bf16(float_of(u)), ak_f32_to_f16(float_of(u)), tu_f32_to_bf16(float_of(u)),
-                        tu_f32_to_f16(float_of(u)));
+                        ak_f32_to_bf16(tu_bits_f32(u)), ak_f32_to_f16(tu_bits_f32(u)), tu_f32_to_bf16(tu_bits_f32(u)),
+                        tu_f32_to_f16(tu_bits_f32(u)));
         }
     CHECK(bad == 0, "%d of 1M f32 values convert differently from the independent RNE converters", bad);
 }
