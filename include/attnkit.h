@@ -74,7 +74,9 @@ typedef enum ak_status {
     AK_ERR_OUT_OF_MEMORY = 11,      /**< an allocation failed */
     AK_ERR_UNSUPPORTED_ISA = 12,    /**< the requested ISA is not available on this CPU/OS */
     AK_ERR_PLAN_MISMATCH = 13,      /**< tensors passed to run do not match the plan's descriptor */
-    AK_ERR_INTERNAL = 14            /**< a bug in attnkit; please report it */
+    AK_ERR_INTERNAL = 14,           /**< a bug in attnkit; please report it */
+    AK_ERR_PAGE_OUT_OF_RANGE = 15,  /**< a page id in a page table is outside [0, num_pages) */
+    AK_ERR_CAPACITY = 16            /**< a KV cache has no room: append past capacity / out of pages */
 } ak_status;
 
 /** Static, human-readable name of a status ("AK_ERR_GQA_RATIO: ..."). Never NULL. */
@@ -146,7 +148,8 @@ typedef enum ak_dtype {
     AK_F32 = 0,
     AK_BF16 = 1,   /* bfloat16, stored as uint16_t */
     AK_F16 = 2,    /* IEEE half, stored as uint16_t */
-    AK_F64 = 3     /* accepted only for outputs of the reference functions */
+    AK_F64 = 3,    /* accepted only for outputs of the reference functions */
+    AK_I8 = 4      /* int8 with a per-token-per-head f32 scale: KV caches only (value = scale * q) */
 } ak_dtype;
 
 AK_API const char *ak_dtype_name(ak_dtype t);
@@ -327,6 +330,210 @@ AK_API ak_status ak_attention_ref(ak_ctx *ctx, const ak_attn_desc *desc, const a
 AK_API ak_status ak_attn_merge(ak_ctx *ctx, const ak_tensor *o_a, const ak_tensor *lse_a,
                                const ak_tensor *o_b, const ak_tensor *lse_b, const ak_tensor *o_out,
                                const ak_tensor *lse_out);
+
+/* ------------------------------------------------------------------------------------------------
+ * KV caches (contiguous or paged) and decode attention
+ * ---------------------------------------------------------------------------------------------- */
+
+/** Layout of one page of a paged KV cache (both are stride choices of the pool tensor). */
+typedef enum ak_kv_layout {
+    AK_KV_NHD = 0,   /* page = [page_size][Hkv][d]  (token-major, vLLM / FlashInfer default) */
+    AK_KV_HND = 1    /* page = [Hkv][page_size][d]  (head-major) */
+} ak_kv_layout;
+
+/**
+ * Where the keys and values of B sequences live, and how many tokens each holds.
+ *
+ * Storage (the tensors of ak_kv_tensors; the last dimension must have stride 1):
+ *   contiguous (page_size = 0): k [B][Hkv][capacity][d], v [B][Hkv][capacity][dv]; any other strides
+ *       (BSHD, one big buffer shared by several sequences, ...).
+ *   paged (page_size >= 1, any value): pools of num_pages pages;
+ *       NHD: k [num_pages][page_size][Hkv][d]     HND: k [num_pages][Hkv][page_size][d]   (v with dv).
+ *   dtype AK_I8: k_scale / v_scale (f32) hold one scale per token and head, shaped like k without
+ *       its last dimension: [B][Hkv][capacity], NHD [num_pages][page_size][Hkv], HND [num_pages][Hkv][page_size].
+ *       The value is scale * int8.
+ *
+ * Lengths and page tables (int32; copied into a plan by ak_decode_plan_create). Exactly one of:
+ *   FlashAttention vocabulary: seqlens [B] (tokens per sequence), and for a paged cache
+ *       block_table [B][max_pages_per_seq]: token p of sequence b is slot p % page_size of page
+ *       block_table[b][p / page_size]; only the first ceil(seqlens[b] / page_size) entries are read.
+ *   FlashInfer vocabulary (paged only): kv_indptr [B+1] (0-based, non-decreasing),
+ *       kv_indices [kv_indptr[B]] (page ids in order), kv_last_page_len [B] in [1, page_size] for a
+ *       sequence with pages (ignored for a sequence with none):
+ *       seqlen_b = (pages_b - 1) * page_size + kv_last_page_len[b], or 0 without pages.
+ * Errors: a page id outside [0, num_pages) -> AK_ERR_PAGE_OUT_OF_RANGE; any other inconsistency
+ * (indptr not starting at 0 or decreasing, last_page_len out of range, negative length, a table too
+ * short for its length, a contiguous length above capacity, both or neither vocabulary) ->
+ * AK_ERR_BAD_METADATA. Every message names the sequence and the field.
+ */
+typedef struct ak_kv_desc {
+    size_t size;                     /* = sizeof(ak_kv_desc), set by ak_kv_desc_init */
+    int32_t batch;                   /* B >= 1 sequences */
+    int32_t num_heads_kv;            /* Hkv >= 1 */
+    int32_t head_dim;                /* d in [1, AK_MAX_HEAD_DIM] */
+    int32_t head_dim_v;              /* dv; 0 = head_dim */
+    ak_dtype dtype;                  /* F32, F16, BF16 or I8 */
+    int32_t page_size;               /* 0 = contiguous */
+    int32_t capacity;                /* contiguous: tokens per sequence (the tensors' L) */
+    int32_t num_pages;               /* paged: pages in each pool */
+    ak_kv_layout layout;             /* paged: NHD or HND */
+    const int32_t *seqlens;          /* [B] (FlashAttention vocabulary; required when contiguous) */
+    const int32_t *block_table;      /* [B][max_pages_per_seq] or NULL */
+    int32_t max_pages_per_seq;       /* row length of block_table */
+    const int32_t *kv_indptr;        /* [B+1] (FlashInfer vocabulary) or NULL */
+    const int32_t *kv_indices;       /* [kv_indptr[B]] */
+    const int32_t *kv_last_page_len; /* [B] */
+} ak_kv_desc;
+
+/** Defaults: batch 1, one head, d = 0 (must be set), f32, contiguous, NHD, no metadata. */
+AK_API void ak_kv_desc_init(ak_kv_desc *kv);
+
+/** The memory of a KV cache: k, v (required), k_scale, v_scale (AK_I8 only). */
+typedef struct ak_kv_tensors {
+    size_t size;                     /* = sizeof(ak_kv_tensors), set by ak_kv_tensors_init */
+    ak_tensor k, v, k_scale, v_scale;
+} ak_kv_tensors;
+
+AK_API void ak_kv_tensors_init(ak_kv_tensors *t);
+
+/** Number of tokens sequence b holds per `kv` (validated: statuses as above). */
+AK_API ak_status ak_kv_seqlen(ak_ctx *ctx, const ak_kv_desc *kv, int32_t b, int32_t *len);
+
+/**
+ * Convert a block table to the FlashInfer CSR vocabulary in O(B + pages):
+ *   pages_b = ceil(seqlens[b] / page_size); kv_indptr[b+1] = kv_indptr[b] + pages_b;
+ *   kv_indices = the first pages_b entries of each row; kv_last_page_len[b] = seqlens[b] - (pages_b-1)*page_size
+ *   (0 for an empty sequence, where it is ignored).
+ * kv_indptr has batch+1 entries; kv_indices must hold max_indices entries (AK_ERR_CAPACITY if the
+ * tables need more); kv_last_page_len has batch entries. Page ids are checked against num_pages.
+ */
+AK_API ak_status ak_kv_block_table_to_csr(ak_ctx *ctx, int32_t batch, int32_t page_size, int32_t num_pages,
+                                          const int32_t *seqlens, const int32_t *block_table,
+                                          int32_t max_pages_per_seq, int32_t *kv_indptr, int32_t *kv_indices,
+                                          int32_t max_indices, int32_t *kv_last_page_len);
+
+/**
+ * Append new rows to every sequence of a cache: rows r < n_new[b] of k_new / v_new (shapes
+ * [B][Hkv][n][d] / [B][Hkv][n][dv], f32 / bf16 / f16, any strides) are written at token positions
+ * seqlen_b + r of sequence b, converted to the cache dtype (AK_I8: symmetric, scale = max|x| / 127
+ * per token and head, round to nearest; an all-zero row gets scale 0). n_new: int32 [B], each in
+ * [0, n], or NULL = n for every sequence. The metadata in `kv` describes the cache BEFORE the append;
+ * the caller then advances its own lengths (ak_kv_cache does all of this for you).
+ * Capacity: contiguous -> seqlen_b + n_new[b] <= capacity; block_table -> <= max_pages_per_seq *
+ * page_size (the pages must already be in the table); CSR -> <= pages_b * page_size.
+ * Exceeding it returns AK_ERR_CAPACITY and writes nothing. Sequences are written in parallel.
+ */
+AK_API ak_status ak_kv_append(ak_ctx *ctx, const ak_kv_desc *kv, const ak_kv_tensors *cache, const ak_tensor *k_new,
+                              const ak_tensor *v_new, const int32_t *n_new);
+
+/**
+ * A KV cache that attnkit owns: page pools plus per-sequence page lists with a free list, for
+ * users who do not bring their own (FlashInfer-style CSR views, any page size and layout).
+ */
+typedef struct ak_kv_cache ak_kv_cache;
+
+typedef struct ak_kv_cache_config {
+    size_t size;             /* = sizeof(ak_kv_cache_config), set by ak_kv_cache_config_init */
+    int32_t num_heads_kv, head_dim, head_dim_v;   /* dv 0 = d */
+    ak_dtype dtype;          /* F32, F16, BF16, I8 */
+    int32_t page_size;       /* >= 1 (default 16) */
+    int32_t num_pages;       /* pages in each pool (>= 1) */
+    ak_kv_layout layout;     /* default NHD */
+    int32_t max_seqs;        /* sequence ids are 0 .. max_seqs-1 */
+} ak_kv_cache_config;
+
+AK_API void ak_kv_cache_config_init(ak_kv_cache_config *cfg);
+/** Allocate the pools (through the context's allocator, 64-byte aligned) and the tables. */
+AK_API ak_status ak_kv_cache_create(ak_ctx *ctx, const ak_kv_cache_config *cfg, ak_kv_cache **out);
+AK_API void ak_kv_cache_destroy(ak_kv_cache *cache);
+/**
+ * Append rows k_new [Hkv][n][d] and v_new [Hkv][n][dv] (3-d, f32/bf16/f16, any strides) to sequence
+ * `seq`, taking pages from the free list. AK_ERR_CAPACITY (and nothing changes) when the free pages
+ * do not suffice.
+ */
+AK_API ak_status ak_kv_cache_append(ak_kv_cache *cache, int32_t seq, const ak_tensor *k_new, const ak_tensor *v_new);
+/** Drop a sequence: its pages go back to the free list and its length to 0. */
+AK_API ak_status ak_kv_cache_reset(ak_kv_cache *cache, int32_t seq);
+AK_API ak_status ak_kv_cache_seqlen(const ak_kv_cache *cache, int32_t seq, int32_t *len);
+AK_API int32_t ak_kv_cache_free_pages(const ak_kv_cache *cache);
+/**
+ * Describe sequences seqs[0..n) (in that order) as a CSR-paged ak_kv_desc plus its tensors, for
+ * ak_decode_desc.kv / ak_decode_tensors.kv. The metadata arrays belong to the cache and stay valid
+ * until the next view, append, reset or destroy of this cache.
+ */
+AK_API ak_status ak_kv_cache_view(ak_kv_cache *cache, const int32_t *seqs, int32_t n, ak_kv_desc *kv,
+                                  ak_kv_tensors *t);
+
+/**
+ * Decode attention: a few new query rows per sequence against each sequence's KV cache.
+ *
+ * Shapes:  Q[B][Hq][q_len][d]  O[B][Hq][q_len][dv]  LSE[B][Hq][q_len] (f32, natural log)
+ *          (with qo_indptr: Q[1][Hq][total][d], sequence b owns rows [qo_indptr[b], qo_indptr[b+1]),
+ *          each at most q_len; rows at or beyond qo_indptr[B] are padding: O = 0, LSE = -inf).
+ * Sequence b has n_b = seqlen_b keys in kv (plus P keys of the shared prefix, if any, which come
+ * first). Its query rows are its LAST rows: row i (of nq_b) sits at absolute position
+ * P + n_b - nq_b + i, and every mask of ak_attn_desc applies with FlashAttention semantics on
+ * absolute positions (bottom-right causal, inclusive windows, softcap, ALiBi on |pos_i - pos_j|,
+ * sinks, fully-masked rows -> O = 0, LSE = -inf or the sink). A sequence with no keys is legal.
+ * Exactly what ak_attention computes with Lq = nq_b, Lk = P + n_b and the gathered keys.
+ *
+ * GQA: the g = Hq/Hkv query heads of a KV head and the q_len rows are one tile, so every K/V byte
+ * is read once per KV head, not once per query head.
+ *
+ * Cascade / shared prefix: set `prefix` to a batch-1 cache (contiguous or paged) whose keys precede
+ * every sequence's own keys; its K/V is read once for all B sequences (their query rows share the
+ * tile), and the two partial results are merged by LSE.
+ *
+ * Scheduling (LeanAttention / stream-K): the keys of every (sequence or prefix, KV head) are cut
+ * into tiles of tile_n keys; the list of all tiles is split into num_workers contiguous runs of equal
+ * length (they may cross head and sequence boundaries); a run's partial results are merged (LSE
+ * merge, as ak_attn_merge) by the last worker to finish a row -- no worker ever waits.
+ * num_workers = 0 picks: 64 when the context is deterministic (the default; the runs then do not
+ * depend on the thread count, so results are bitwise identical for every thread count), else the
+ * thread count. Results are always bitwise reproducible for a fixed num_workers.
+ */
+typedef struct ak_decode_desc {
+    size_t size;                 /* = sizeof(ak_decode_desc), set by ak_decode_desc_init */
+    int32_t num_heads_q;         /* Hq, a multiple of kv.num_heads_kv */
+    int32_t q_len;               /* query rows per sequence, 1 .. 16 (max per sequence with qo_indptr) */
+    const int32_t *qo_indptr;    /* NULL or int32 [B+1]: ragged query rows (0 .. q_len each) */
+    ak_dtype dtype_q, dtype_o;   /* F32, BF16, F16 */
+    float scale;                 /* NaN = 1/sqrt(d) */
+    int32_t causal;
+    int32_t window_left, window_right;
+    float softcap;
+    int32_t has_alibi, has_sinks, return_lse;
+    ak_kv_desc kv;               /* the per-sequence caches */
+    const ak_kv_desc *prefix;    /* NULL, or a shared prefix cache (batch 1, same Hkv, d, dv) */
+    int32_t tile_n;              /* keys per Lean tile; 0 = auto (128; 64 when d > 128) */
+    int32_t num_workers;         /* Lean workers (runs); 0 = auto, see above */
+} ak_decode_desc;
+
+AK_API void ak_decode_desc_init(ak_decode_desc *desc);
+
+typedef struct ak_decode_tensors {
+    size_t size;                 /* = sizeof(ak_decode_tensors), set by ak_decode_tensors_init */
+    ak_tensor q, o, lse;         /* lse iff return_lse */
+    ak_tensor alibi_slopes;      /* [Hq] or [B][Hq] f32, iff has_alibi */
+    ak_tensor sinks;             /* [Hq] f32, iff has_sinks */
+    ak_kv_tensors kv;            /* the caches of desc.kv */
+    ak_kv_tensors prefix;        /* the cache of desc.prefix (if any) */
+} ak_decode_tensors;
+
+AK_API void ak_decode_tensors_init(ak_decode_tensors *t);
+
+/**
+ * Validate the descriptor and its metadata and build the plan (the Lean schedule). A plan is per
+ * decode step (it depends on the lengths); ak_plan_kernel_name / explain / workspace_size /
+ * destroy apply. The workspace is O(threads * tile + split runs * rows * dv).
+ */
+AK_API ak_status ak_decode_plan_create(ak_ctx *ctx, const ak_decode_desc *desc, ak_plan **out);
+/** Run a decode plan (AK_ERR_PLAN_MISMATCH for a dense plan). Same workspace rules as ak_attention_run. */
+AK_API ak_status ak_decode_run(ak_plan *plan, const ak_decode_tensors *t, void *workspace, size_t workspace_size);
+/** One-shot: plan + run + destroy. */
+AK_API ak_status ak_decode(ak_ctx *ctx, const ak_decode_desc *desc, const ak_decode_tensors *t);
+/** Double-precision reference of ak_decode (full score rows, explicit masks); o/lse may be AK_F64. */
+AK_API ak_status ak_decode_ref(ak_ctx *ctx, const ak_decode_desc *desc, const ak_decode_tensors *t);
 
 /* ------------------------------------------------------------------------------------------------
  * Machine ceilings (what `attnkit peak` prints and benchmarks divide by)

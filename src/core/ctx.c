@@ -20,12 +20,14 @@ const char *ak_status_string(ak_status s) {
     case AK_ERR_OUTPUT_OVERLAP: return "AK_ERR_OUTPUT_OVERLAP: output overlaps itself or an input";
     case AK_ERR_GQA_RATIO: return "AK_ERR_GQA_RATIO: num_heads_q is not a multiple of num_heads_kv";
     case AK_ERR_HEAD_DIM: return "AK_ERR_HEAD_DIM: head dim is 0 or above AK_MAX_HEAD_DIM";
-    case AK_ERR_BAD_METADATA: return "AK_ERR_BAD_METADATA: invalid cu_seqlens / seqused_k";
+    case AK_ERR_BAD_METADATA: return "AK_ERR_BAD_METADATA: invalid lengths, offsets or page-table metadata";
     case AK_ERR_WORKSPACE_TOO_SMALL: return "AK_ERR_WORKSPACE_TOO_SMALL: workspace below ak_plan_workspace_size()";
     case AK_ERR_OUT_OF_MEMORY: return "AK_ERR_OUT_OF_MEMORY: allocation failed";
     case AK_ERR_UNSUPPORTED_ISA: return "AK_ERR_UNSUPPORTED_ISA: ISA not available on this CPU/OS";
     case AK_ERR_PLAN_MISMATCH: return "AK_ERR_PLAN_MISMATCH: tensors do not match the plan";
     case AK_ERR_INTERNAL: return "AK_ERR_INTERNAL: internal error";
+    case AK_ERR_PAGE_OUT_OF_RANGE: return "AK_ERR_PAGE_OUT_OF_RANGE: page id outside [0, num_pages)";
+    case AK_ERR_CAPACITY: return "AK_ERR_CAPACITY: KV cache capacity exceeded";
     }
     return "AK_ERR_UNKNOWN: not an ak_status value";
 }

@@ -37,6 +37,7 @@ static inline float ak__load(const void *base, ak_dtype t, int64_t off) {
     case AK_BF16: return ak_bf16_to_f32(((const uint16_t *)base)[off]);
     case AK_F16: return ak_f16_to_f32(((const uint16_t *)base)[off]);
     case AK_F64: return (float)((const double *)base)[off];
+    case AK_I8: return (float)((const int8_t *)base)[off];
     }
     return 0.0f;
 }
@@ -50,6 +51,7 @@ static inline void ak__store(void *base, ak_dtype t, int64_t off, double x) {
     case AK_BF16: ((uint16_t *)base)[off] = ak_f32_to_bf16((float)x); break;
     case AK_F16: ((uint16_t *)base)[off] = ak_f32_to_f16((float)x); break;
     case AK_F64: ((double *)base)[off] = x; break;
+    case AK_I8: ((int8_t *)base)[off] = (int8_t)(x > 127.0 ? 127 : x < -127.0 ? -127 : (int)lrint(x)); break;
     }
 }
 
@@ -105,6 +107,8 @@ ak_status ak__problem_init(const ak_ctx *ctx, const ak_attn_desc *desc, int allo
 void ak__problem_free(const ak_ctx *ctx, ak_problem *p);
 ak_status ak__check_tensors(const ak_ctx *ctx, const ak_problem *p, const ak_attn_tensors *t, int allow_f64_out);
 ak_status ak__check_out_tensor(const ak_ctx *ctx, const char *name, const ak_tensor *t);
+/* ndim, non-negative shapes and strides, data non-NULL when non-empty, element alignment */
+ak_status ak__check_view(const ak_ctx *ctx, const char *name, const ak_tensor *t, int ndim);
 int ak__ranges_overlap(const ak_tensor *a, const ak_tensor *b);
 
 /* Write O = 0, LSE = -inf for the padding rows of a ragged problem. */
@@ -142,7 +146,17 @@ typedef struct ak_fwd_kernels {
     void (*softcap)(int nk, int mpad, float *st, int64_t ldst, float cap);
     /* dst[i] = (float)src[i], src contiguous of dtype t */
     void (*to_f32)(ak_dtype t, const void *src, float *dst, int64_t n);
+    /* Decode tile loads from a KV cache (rows[j]: n row pointers of dtype t, unit stride; scales[j]
+     * the per-row scale when t is AK_I8, else unused):
+     * rows_f32: dst[j][c] = rows[j][c] (* scales[j]) for c < cols; columns [cols, roundup16(cols)) = 0 */
+    void (*rows_f32)(ak_dtype t, int n, int cols, const void *const *rows, const float *scales, float *dst, int64_t ld);
+    /* kt_pack: kt[c][j] = rows[j][c] (* scales[j]) for c < d, j < n; lanes [n, roundup16(n)) = 0 */
+    void (*kt_pack)(ak_dtype t, int n, int d, const void *const *rows, const float *scales, float *kt, int64_t ldkt);
 } ak_fwd_kernels;
+
+/* Portable versions of the decode loads (any ISA table may use them). */
+void ak__rows_f32_c(ak_dtype t, int n, int cols, const void *const *rows, const float *scales, float *dst, int64_t ld);
+void ak__kt_pack_c(ak_dtype t, int n, int d, const void *const *rows, const float *scales, float *kt, int64_t ldkt);
 
 extern const ak_fwd_kernels ak_fwd_kernels_scalar;
 #ifdef AK_HAVE_AVX2_KERNELS
@@ -170,6 +184,51 @@ extern const ak_fwd_bf16_kernels ak_fwd_bf16_kernels_avx512bf16;
 #ifdef AK_HAVE_AVX512_KERNELS
 extern const ak_fwd_bf16_kernels ak_fwd_bf16_kernels_emu;
 #endif
+
+/* ---- KV caches (src/core/kv.c) ----
+ * A validated cache description: per-sequence lengths and the pages actually in use. */
+typedef struct ak_kvmeta {
+    int32_t B, Hkv, d, dv, ps;     /* ps = page size, 0 = contiguous */
+    ak_dtype dtype;
+    ak_kv_layout layout;
+    int32_t capacity, num_pages;
+    int32_t *len;                  /* [B] tokens per sequence (owned) */
+    int64_t *page_off;             /* [B+1] offsets into pages (paged; owned) */
+    int32_t *pages;                /* the ceil(len/ps) page ids of each sequence, concatenated (owned) */
+    int64_t max_len;
+} ak_kvmeta;
+
+/* Where a cache tensor's row (token, head) lives: off = outer*s_outer + pos*s_pos + h*s_head, with
+ * outer = the sequence (contiguous) or the page (paged) and pos = the token or the slot in the page. */
+typedef struct ak_kvview {
+    const char *k, *v;             /* data */
+    const float *ks, *vs;          /* scales (I8) or NULL */
+    int64_t k_outer, k_pos, k_head, v_outer, v_pos, v_head;
+    int64_t ks_outer, ks_pos, ks_head, vs_outer, vs_pos, vs_head;
+    size_t es;                     /* element size of k/v */
+} ak_kvview;
+
+ak_status ak__kvmeta_init(const ak_ctx *ctx, const ak_kv_desc *kv, const char *what, ak_kvmeta *m);
+void ak__kvmeta_free(const ak_ctx *ctx, ak_kvmeta *m);
+/* Validate the tensors of a cache against its description and resolve the view. */
+ak_status ak__kv_check_tensors(const ak_ctx *ctx, const ak_kvmeta *m, const ak_kv_tensors *t, const char *what,
+                               ak_kvview *view);
+/* (outer, pos) of token `tok` of sequence b */
+static inline void ak__kv_locate(const ak_kvmeta *m, int32_t b, int64_t tok, int64_t *outer, int64_t *pos) {
+    if (m->ps == 0) {
+        *outer = b;
+        *pos = tok;
+    } else {
+        *outer = m->pages[m->page_off[b] + tok / m->ps];
+        *pos = tok % m->ps;
+    }
+}
+
+/* In place: (oa, la) <- LSE merge of (oa, la) and (ob, lb) over n floats (as ak_attn_merge). */
+void ak__merge_row(float *oa, float *la, const float *ob, float lb, int64_t n);
+
+/* The f32 kernel table for an ISA (the best built one at or below it). */
+const ak_fwd_kernels *ak__kernel_for(ak_isa isa);
 
 /* ---- reference ---- */
 ak_status ak__ref_run(const ak_ctx *ctx, const ak_problem *p, const ak_attn_tensors *t);

@@ -56,6 +56,28 @@ static ak_status check_alias(const ak_ctx *ctx, const char *name, const ak_tenso
     return AK_OK;
 }
 
+/* LSE weights of two partials: w_a = e^(la - lse), w_b = e^(lb - lse); both 0 and lse = -inf when
+ * neither has mass. Shared by ak_attn_merge and the split-KV decode executor. */
+static void merge_weights(float la, float lb, float *wa, float *wb, float *lse) {
+    float mx = la > lb ? la : lb;
+    *wa = *wb = 0.0f;
+    *lse = -INFINITY;
+    if (mx != -INFINITY) {
+        float ea = expf(la - mx), eb = expf(lb - mx); /* exp(-inf) = 0 */
+        float s = ea + eb;
+        *wa = ea / s;
+        *wb = eb / s;
+        *lse = mx + logf(s);
+    }
+}
+
+void ak__merge_row(float *oa, float *la, const float *ob, float lb, int64_t n) {
+    float wa, wb, lse;
+    merge_weights(*la, lb, &wa, &wb, &lse);
+    for (int64_t c = 0; c < n; c++) oa[c] = (wa != 0.0f ? wa * oa[c] : 0.0f) + (wb != 0.0f ? wb * ob[c] : 0.0f);
+    *la = lse;
+}
+
 ak_status ak_attn_merge(ak_ctx *ctx, const ak_tensor *o_a, const ak_tensor *lse_a, const ak_tensor *o_b,
                         const ak_tensor *lse_b, const ak_tensor *o_out, const ak_tensor *lse_out) {
     if (!ctx) return AK_ERR_NULL_POINTER;
@@ -85,15 +107,8 @@ ak_status ak_attn_merge(ak_ctx *ctx, const ak_tensor *o_a, const ak_tensor *lse_
         int64_t b = r / (H * L), h = (r / L) % H, i = r % L;
         float la = ((const float *)lse_a->data)[b * lse_a->stride[0] + h * lse_a->stride[1] + i * lse_a->stride[2]];
         float lb = ((const float *)lse_b->data)[b * lse_b->stride[0] + h * lse_b->stride[1] + i * lse_b->stride[2]];
-        float mx = la > lb ? la : lb;
-        float wa = 0.0f, wb = 0.0f, lse = -INFINITY;
-        if (mx != -INFINITY) {
-            float ea = expf(la - mx), eb = expf(lb - mx); /* exp(-inf) = 0 */
-            float s = ea + eb;
-            wa = ea / s;
-            wb = eb / s;
-            lse = mx + logf(s);
-        }
+        float wa, wb, lse;
+        merge_weights(la, lb, &wa, &wb, &lse);
         int64_t ao = b * o_a->stride[0] + h * o_a->stride[1] + i * o_a->stride[2];
         int64_t bo = b * o_b->stride[0] + h * o_b->stride[1] + i * o_b->stride[2];
         int64_t oo = b * o_out->stride[0] + h * o_out->stride[1] + i * o_out->stride[2];

@@ -1,6 +1,7 @@
 /* Planner for dense attention: choose the kernel for the context's ISA, size the tiles, and cut the
  * problem into work items (sequence x KV-head group x query block), costliest first. */
 #include "exec/fwd.h"
+#include "exec/decode.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@ static int tile_env(const char *name, int dflt, int lo, int hi) {
     return (*end == '\0' && v >= lo && v <= hi) ? (int)v : dflt;
 }
 
-static const ak_fwd_kernels *kernel_for(ak_isa isa) {
+const ak_fwd_kernels *ak__kernel_for(ak_isa isa) {
 #ifdef AK_HAVE_AVX512_KERNELS
     if (isa >= AK_ISA_AVX512) return &ak_fwd_kernels_avx512;
 #endif
@@ -153,7 +154,7 @@ ak_status ak_plan_create(ak_ctx *ctx, const ak_attn_desc *desc, ak_plan **out) {
         return st;
     }
     pl->n_threads = ctx->n_threads;
-    pl->kern = ctx->force_ref ? NULL : kernel_for(ctx->isa);
+    pl->kern = ctx->force_ref ? NULL : ak__kernel_for(ctx->isa);
     pl->kbf16 = pl->kern ? bf16_kernel_for(ctx, &pl->p) : NULL;
     if (pl->kern) {
         st = build_items(pl);
@@ -171,12 +172,14 @@ ak_status ak_plan_create(ak_ctx *ctx, const ak_attn_desc *desc, ak_plan **out) {
 
 void ak_plan_destroy(ak_plan *pl) {
     if (!pl) return;
+    if (pl->dec) ak__dplan_free(pl->ctx, pl->dec);
     ak__problem_free(pl->ctx, &pl->p);
     ak__free(pl->ctx, pl->items);
     ak__free(pl->ctx, pl);
 }
 
 size_t ak_plan_workspace_size(const ak_plan *pl) {
+    if (pl && pl->dec) return ak__dplan_workspace(pl);
     if (!pl || !pl->kern) return 0;
     return (size_t)pl->n_threads * pl->ws_per_thread + AK_CACHELINE;
 }
@@ -188,6 +191,7 @@ ak_status ak_attention_run(ak_plan *pl, const ak_attn_tensors *t, void *workspac
     if (!pl) return AK_ERR_NULL_POINTER;
     const ak_ctx *ctx = pl->ctx;
     ak__clear_error(ctx);
+    if (pl->dec) return ak__fail(ctx, AK_ERR_PLAN_MISMATCH, "this is a decode plan: run it with ak_decode_run");
     ak_status st = ak__check_tensors(ctx, &pl->p, t, 0);
     if (st != AK_OK) return st;
     if (!pl->kern) return ak__ref_run(ctx, &pl->p, t);

@@ -9,6 +9,7 @@ const char *ak_dtype_name(ak_dtype t) {
     case AK_BF16: return "bf16";
     case AK_F16: return "f16";
     case AK_F64: return "f64";
+    case AK_I8: return "i8";
     }
     return "unknown";
 }
@@ -19,6 +20,7 @@ size_t ak_dtype_size(ak_dtype t) {
     case AK_BF16: return 2;
     case AK_F16: return 2;
     case AK_F64: return 8;
+    case AK_I8: return 1;
     }
     return 0;
 }

@@ -170,7 +170,7 @@ static int64_t numel(const ak_tensor *t) {
     return n;
 }
 
-static ak_status check_view(const ak_ctx *ctx, const char *name, const ak_tensor *t, int ndim) {
+ak_status ak__check_view(const ak_ctx *ctx, const char *name, const ak_tensor *t, int ndim) {
     if (t->ndim != ndim)
         return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "%s.ndim = %d, expected %d", name, t->ndim, ndim);
     for (int i = 0; i < ndim; i++) {
@@ -244,8 +244,8 @@ ak_status ak__check_tensors(const ak_ctx *ctx, const ak_problem *p, const ak_att
                         t->size, sizeof(ak_attn_tensors));
     const ak_attn_desc *d = &p->desc;
     ak_status st;
-    if ((st = check_view(ctx, "q", &t->q, 4)) || (st = check_view(ctx, "k", &t->k, 4)) ||
-        (st = check_view(ctx, "v", &t->v, 4)) || (st = check_view(ctx, "o", &t->o, 4)))
+    if ((st = ak__check_view(ctx, "q", &t->q, 4)) || (st = ak__check_view(ctx, "k", &t->k, 4)) ||
+        (st = ak__check_view(ctx, "v", &t->v, 4)) || (st = ak__check_view(ctx, "o", &t->o, 4)))
         return st;
     if ((st = check_dtype(ctx, "q", &t->q, d->dtype_q, 0, 0)) || (st = check_dtype(ctx, "k", &t->k, d->dtype_kv, 0, 0)) ||
         (st = check_dtype(ctx, "v", &t->v, d->dtype_kv, 0, 0)) ||
@@ -274,7 +274,7 @@ ak_status ak__check_tensors(const ak_ctx *ctx, const ak_problem *p, const ak_att
     if (ak__ranges_overlap(&t->o, &t->q) || ak__ranges_overlap(&t->o, &t->k) || ak__ranges_overlap(&t->o, &t->v))
         return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "o overlaps the memory of q, k or v");
     if (d->return_lse) {
-        if ((st = check_view(ctx, "lse", &t->lse, 3))) return st;
+        if ((st = ak__check_view(ctx, "lse", &t->lse, 3))) return st;
         if (!(t->lse.dtype == AK_F32 || (allow_f64 && t->lse.dtype == AK_F64)))
             return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "lse.dtype = %s, must be f32", ak_dtype_name(t->lse.dtype));
         if (t->lse.shape[0] != B || t->lse.shape[1] != p->Hq || t->lse.shape[2] != Lq)
@@ -290,14 +290,14 @@ ak_status ak__check_tensors(const ak_ctx *ctx, const ak_problem *p, const ak_att
         const ak_tensor *a = &t->alibi_slopes;
         if (a->ndim != 1 && a->ndim != 2)
             return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "alibi_slopes.ndim = %d, expected 1 ([Hq]) or 2 ([B][Hq])", a->ndim);
-        if ((st = check_view(ctx, "alibi_slopes", a, a->ndim))) return st;
+        if ((st = ak__check_view(ctx, "alibi_slopes", a, a->ndim))) return st;
         if (a->dtype != AK_F32) return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "alibi_slopes must be f32");
         if (a->shape[a->ndim - 1] != p->Hq || (a->ndim == 2 && a->shape[0] != p->B))
             return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "alibi_slopes shape must be [%d] or [%d][%d]", p->Hq, p->B, p->Hq);
     }
     if (d->has_sinks) {
         const ak_tensor *s = &t->sinks;
-        if ((st = check_view(ctx, "sinks", s, 1))) return st;
+        if ((st = ak__check_view(ctx, "sinks", s, 1))) return st;
         if (s->dtype != AK_F32) return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "sinks must be f32");
         if (s->shape[0] != p->Hq)
             return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "sinks.shape = [%lld], expected [%d]", (long long)s->shape[0], p->Hq);

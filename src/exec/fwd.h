@@ -12,8 +12,11 @@ typedef struct ak_work {
     int64_t cost;
 } ak_work;
 
+struct ak_dplan;
+
 struct ak_plan {
     ak_ctx *ctx;
+    struct ak_dplan *dec;       /* a decode plan (src/exec/decode.h), or NULL for dense attention */
     ak_problem p;
     const ak_fwd_kernels *kern; /* NULL when the reference runs */
     const ak_fwd_bf16_kernels *kbf16; /* bf16-pair products (bf16 Q/K/V on AVX512_BF16), else NULL */

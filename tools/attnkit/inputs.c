@@ -194,6 +194,7 @@ double tensor_get(const ak_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_
     case AK_BF16: return ak_bf16_to_f32(((const uint16_t *)t->data)[off]);
     case AK_F16: return ak_f16_to_f32(((const uint16_t *)t->data)[off]);
     case AK_F64: return ((const double *)t->data)[off];
+    case AK_I8: return ((const int8_t *)t->data)[off];
     }
     return NAN;
 }

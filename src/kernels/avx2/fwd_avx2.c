@@ -202,4 +202,5 @@ static void to_f32_avx2(ak_dtype t, const void *src, float *dst, int64_t n) {
 
 const ak_fwd_kernels ak_fwd_kernels_avx2 = {
     "ak_k_fwd_f32_6x16__avx2", AK_ISA_AVX2, qk_avx2, pv_avx2, softmax_avx2, rescale_avx2, mask_avx2, softcap_avx2, to_f32_avx2,
+    ak__rows_f32_c, ak__kt_pack_c,
 };

@@ -203,4 +203,5 @@ static void to_f32_avx512(ak_dtype t, const void *src, float *dst, int64_t n) {
 
 const ak_fwd_kernels ak_fwd_kernels_avx512 = {
     "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, mask_avx512, softcap_avx512, to_f32_avx512,
+    ak__rows_f32_c, ak__kt_pack_c,
 };

@@ -1,6 +1,8 @@
 /* Portable C micro-kernels of the fused forward attention (any head dim, any tile). */
 #include "core/internal.h"
 
+#include <string.h>
+
 #include <math.h>
 
 static void qk_scalar(int nk, int d, int mpad, const float *k, int64_t ldk, const float *qt, int64_t ldqt, float scale,
@@ -71,6 +73,46 @@ static void to_f32_scalar(ak_dtype t, const void *src, float *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = ak__load(src, t, i);
 }
 
+/* One cache row to f32: src row of dtype t (unit stride), times scale for AK_I8. */
+static void row_f32(ak_dtype t, const void *src, float scale, float *dst, int n) {
+    switch (t) {
+    case AK_F32: memcpy(dst, src, sizeof(float) * (size_t)n); break;
+    case AK_BF16:
+        for (int c = 0; c < n; c++) dst[c] = ak_bf16_to_f32(((const uint16_t *)src)[c]);
+        break;
+    case AK_F16:
+        for (int c = 0; c < n; c++) dst[c] = ak_f16_to_f32(((const uint16_t *)src)[c]);
+        break;
+    case AK_I8:
+        for (int c = 0; c < n; c++) dst[c] = (float)((const int8_t *)src)[c] * scale;
+        break;
+    case AK_F64:
+        for (int c = 0; c < n; c++) dst[c] = (float)((const double *)src)[c];
+        break;
+    }
+}
+
+void ak__rows_f32_c(ak_dtype t, int n, int cols, const void *const *rows, const float *scales, float *dst, int64_t ld) {
+    int cpad = (cols + 15) / 16 * 16;
+    for (int j = 0; j < n; j++) {
+        float *d = dst + (size_t)j * ld;
+        row_f32(t, rows[j], t == AK_I8 ? scales[j] : 1.0f, d, cols);
+        for (int c = cols; c < cpad; c++) d[c] = 0.0f;
+    }
+}
+
+void ak__kt_pack_c(ak_dtype t, int n, int d, const void *const *rows, const float *scales, float *kt, int64_t ldkt) {
+    float buf[AK_MAX_HEAD_DIM];
+    int npad = (n + 15) / 16 * 16;
+    for (int j = 0; j < n; j++) {
+        row_f32(t, rows[j], t == AK_I8 ? scales[j] : 1.0f, buf, d);
+        for (int c = 0; c < d; c++) kt[(size_t)c * ldkt + j] = buf[c];
+    }
+    for (int c = 0; c < d; c++)
+        for (int j = n; j < npad; j++) kt[(size_t)c * ldkt + j] = 0.0f;
+}
+
 const ak_fwd_kernels ak_fwd_kernels_scalar = {
     "ak_k_fwd_f32_1x1__scalar", AK_ISA_SCALAR, qk_scalar, pv_scalar, softmax_scalar, rescale_scalar, mask_scalar, softcap_scalar, to_f32_scalar,
+    ak__rows_f32_c, ak__kt_pack_c,
 };
