@@ -152,7 +152,21 @@ typedef struct ak_fwd_kernels {
     void (*rows_f32)(ak_dtype t, int n, int cols, const void *const *rows, const float *scales, float *dst, int64_t ld);
     /* kt_pack: kt[c][j] = rows[j][c] (* scales[j]) for c < d, j < n; lanes [n, roundup16(n)) = 0 */
     void (*kt_pack)(ak_dtype t, int n, int d, const void *const *rows, const float *scales, float *kt, int64_t ldkt);
+    /* Optional (NULL: the framework packs tiles with kt_pack / rows_f32 instead): decode products for
+     * a few rows (1 <= M <= AK_DEC_DIRECT_ROWS) that read K and V in the cache dtype, no tile copies.
+     * Vectors q and o live in the kernel's own element order ("layout"), see dec_layout.
+     *   dec_qk: st[j][m] = scale * kscale_j * sum_c q[m][c] k_j[c]   (kscale_j = 1 unless t is AK_I8)
+     *   dec_pv: o[m][.] += sum_j st[j][m] * vscale_j * v_j[.]         (o: M rows, leading dim ldo)
+     *   dec_layout: n elements x (r16(n) + 16 floats) from natural order to the kernel order (dir = 1)
+     *   or back (dir = -1), in place */
+    void (*dec_qk)(ak_dtype t, int M, int nk, int d, const float *q, int64_t ldq, const void *const *krows,
+                   const float *kscale, float scale, float *st, int64_t ldst);
+    void (*dec_pv)(ak_dtype t, int M, int nk, int dv, const float *pt, int64_t ldpt, const void *const *vrows,
+                   const float *vscale, float *o, int64_t ldo);
+    void (*dec_layout)(ak_dtype t, int n, float *x, int dir);
 } ak_fwd_kernels;
+
+#define AK_DEC_DIRECT_ROWS 7
 
 /* Portable versions of the decode loads (any ISA table may use them). */
 void ak__rows_f32_c(ak_dtype t, int n, int cols, const void *const *rows, const float *scales, float *dst, int64_t ld);
@@ -190,6 +204,7 @@ extern const ak_fwd_bf16_kernels ak_fwd_bf16_kernels_emu;
 typedef struct ak_kvmeta {
     int32_t B, Hkv, d, dv, ps;     /* ps = page size, 0 = contiguous */
     ak_dtype dtype;
+    size_t dtype_size;
     ak_kv_layout layout;
     int32_t capacity, num_pages;
     int32_t *len;                  /* [B] tokens per sequence (owned) */

@@ -62,6 +62,7 @@ ak_status ak__kvmeta_init(const ak_ctx *ctx, const ak_kv_desc *kv, const char *w
     m->dv = dv;
     m->ps = ps;
     m->dtype = kv->dtype;
+    m->dtype_size = ak_dtype_size(kv->dtype);
     m->layout = kv->layout;
     m->capacity = kv->capacity;
     m->num_pages = kv->num_pages;

@@ -21,6 +21,7 @@
  */
 #include "exec/decode.h"
 
+#include <stdlib.h>
 #include <string.h>
 #ifdef AK_USE_OPENMP
 #include <omp.h>
@@ -87,8 +88,8 @@ static size_t carve(const ak_dplan *dp, char *base, dscratch *s) {
     t.rb = (int32_t *)carve_one(base, &o, (size_t)mp * i32);
     t.rh = (int32_t *)carve_one(base, &o, (size_t)mp * i32);
     t.ri = (int32_t *)carve_one(base, &o, (size_t)mp * i32);
-    t.rows = (const void **)carve_one(base, &o, (size_t)n * sizeof(void *));
-    t.rscale = (float *)carve_one(base, &o, (size_t)n * f);
+    t.rows = (const void **)carve_one(base, &o, (size_t)(4 * n) * sizeof(void *));
+    t.rscale = (float *)carve_one(base, &o, (size_t)(4 * n) * f);
     if (s) *s = t;
     return o;
 }
@@ -189,6 +190,8 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
     const int d = p->d, dv = p->dv, M = sg->M, mpad = (int)r16(M), dvpad = (int)r16(dv);
     const int64_t ld = x.ld;
     const int keys_mode = M < dp->qk_keys_below;
+    /* direct: the ISA has decode products that read the cache itself (no tile copies) */
+    const int direct = keys_mode && kern->dec_qk && M <= AK_DEC_DIRECT_ROWS;
     const ak_kvmeta *meta = sg->src ? &p->pre : &p->kv;
     const ak_kvview *w = sg->src ? prew : kvw;
     const int64_t off = sg->src ? 0 : p->P, nsrc = sg->src ? p->P : 0;
@@ -207,7 +210,8 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
     int64_t lo_max = INT64_MIN, hi_min = INT64_MAX;
     for (int col = 0; col < mpad; col++) {
         if (col >= M) {
-            for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = 0.0f;
+            if (!keys_mode)
+                for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = 0.0f;
             s->lo[col] = 0;
             s->hi[col] = INT64_MAX / 4;
             s->pos[col] = 0;
@@ -222,6 +226,10 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
             for (int c = 0; c < d; c++) qrow[c] = ak__load(Q->data, Q->dtype, qoff + c * Q->stride[3]);
         if (!keys_mode)
             for (int c = 0; c < d; c++) s->qt[(size_t)c * ld + col] = qrow[c];
+        if (direct) {
+            for (int64_t c = d; c < x.ldq; c++) qrow[c] = 0.0f;
+            kern->dec_layout(meta->dtype, d, qrow, 1);
+        }
         int64_t pos, lo, hi;
         ak__drow_range(p, b, i, &pos, &lo, &hi);
         lo -= off;
@@ -247,16 +255,52 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
         s->l[col] = 0.0f;
     }
     memset(s->o, 0, sizeof(float) * (size_t)M * x.ldv);
+    if (direct) /* dec_qk writes lanes [0, M) of St; the rest must hold finite values */
+        for (int j = 0; j < dp->tile_n; j++)
+            for (int col = M; col < mpad; col++) s->st[(size_t)j * ld + col] = 0.0f;
 
     const int32_t bsrc = sg->src ? 0 : sg->b0;
     const float cap = p->desc.softcap;
+    const int tn = dp->tile_n;
+    const int ocols = direct ? (dv + 31) / 32 * 32 : dvpad; /* columns of O the products write */
+    static int prefetch = -1;
+    if (prefetch < 0) prefetch = getenv("AK_PF") ? atoi(getenv("AK_PF")) : 0;
+    /* row pointers of the current and the next tile (K, V); the next tile's rows are prefetched while
+     * this one is computed, so DRAM streams even where pages scatter the rows */
+    const void **kr = s->rows, **vr = s->rows + tn, **kr_next = s->rows + 2 * tn, **vr_next = s->rows + 3 * tn;
+    float *ks = s->rscale, *vs = s->rscale + tn, *ks_next = s->rscale + 2 * tn, *vs_next = s->rscale + 3 * tn;
+    const size_t krow_bytes = (size_t)d * meta->dtype_size, vrow_bytes = (size_t)dv * meta->dtype_size;
+    {
+        int64_t j0 = sg->klo + (int64_t)pc->t0 * tn;
+        int nk = (int)(sg->khi - j0 < tn ? sg->khi - j0 : tn);
+        gather_rows(meta, w, 0, bsrc, sg->hkv, j0, nk, kr_next, ks_next);
+        gather_rows(meta, w, 1, bsrc, sg->hkv, j0, nk, vr_next, vs_next);
+    }
     for (int32_t tix = pc->t0; tix < pc->t1; tix++) {
-        int64_t j0 = sg->klo + (int64_t)tix * dp->tile_n;
-        int nk = (int)(sg->khi - j0 < dp->tile_n ? sg->khi - j0 : dp->tile_n);
-        gather_rows(meta, w, 0, bsrc, sg->hkv, j0, nk, s->rows, s->rscale);
-        if (keys_mode) {
+        int64_t j0 = sg->klo + (int64_t)tix * tn;
+        int nk = (int)(sg->khi - j0 < tn ? sg->khi - j0 : tn);
+        { /* swap: next -> current */
+            const void **tp = kr; kr = kr_next; kr_next = tp;
+            tp = vr; vr = vr_next; vr_next = tp;
+            float *tf = ks; ks = ks_next; ks_next = tf;
+            tf = vs; vs = vs_next; vs_next = tf;
+        }
+        if (tix + 1 < pc->t1) {
+            int64_t j1 = j0 + tn;
+            int nk1 = (int)(sg->khi - j1 < tn ? sg->khi - j1 : tn);
+            gather_rows(meta, w, 0, bsrc, sg->hkv, j1, nk1, kr_next, ks_next);
+            gather_rows(meta, w, 1, bsrc, sg->hkv, j1, nk1, vr_next, vs_next);
+            if (prefetch)
+                for (int j = 0; j < nk1; j++) {
+                    for (size_t bo = 0; bo < krow_bytes; bo += 64) __builtin_prefetch((const char *)kr_next[j] + bo, 0, 2);
+                    for (size_t bo = 0; bo < vrow_bytes; bo += 64) __builtin_prefetch((const char *)vr_next[j] + bo, 0, 2);
+                }
+        }
+        if (direct) {
+            kern->dec_qk(meta->dtype, M, nk, d, s->qr, x.ldq, kr, ks, p->scale, s->st, ld);
+        } else if (keys_mode) {
             int npad = (int)r16(nk);
-            kern->kt_pack(meta->dtype, nk, d, s->rows, s->rscale, s->kb, x.ldkt);
+            kern->kt_pack(meta->dtype, nk, d, kr, ks, s->kb, x.ldkt);
             kern->qk(M, d, npad, s->qr, x.ldq, s->kb, x.ldkt, p->scale, s->s, x.ldkt);
             for (int j = 0; j < nk; j++) {
                 float *dst = s->st + (size_t)j * ld;
@@ -264,7 +308,7 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
                 for (int col = M; col < mpad; col++) dst[col] = 0.0f;
             }
         } else {
-            kern->rows_f32(meta->dtype, nk, d, s->rows, s->rscale, s->kb, x.ldkr);
+            kern->rows_f32(meta->dtype, nk, d, kr, ks, s->kb, x.ldkr);
             kern->qk(nk, d, mpad, s->kb, x.ldkr, s->qt, ld, p->scale, s->st, ld);
         }
         if (cap > 0.0f) kern->softcap(nk, mpad, s->st, ld, cap);
@@ -287,16 +331,20 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
             for (int col = 0; col < M; col++)
                 if (s->alpha[col] != 1.0f) {
                     float a = s->alpha[col], *orow = s->o + (size_t)col * x.ldv;
-                    for (int c = 0; c < dvpad; c++) orow[c] *= a;
+                    for (int c = 0; c < ocols; c++) orow[c] *= a;
                 }
-        gather_rows(meta, w, 1, bsrc, sg->hkv, j0, nk, s->rows, s->rscale);
-        kern->rows_f32(meta->dtype, nk, dv, s->rows, s->rscale, s->vb, x.ldv);
-        kern->pv(nk, M, dvpad, s->st, ld, s->vb, x.ldv, s->o, x.ldv);
+        if (direct) {
+            kern->dec_pv(meta->dtype, M, nk, dv, s->st, ld, vr, vs, s->o, x.ldv);
+        } else {
+            kern->rows_f32(meta->dtype, nk, dv, vr, vs, s->vb, x.ldv);
+            kern->pv(nk, M, dvpad, s->st, ld, s->vb, x.ldv, s->o, x.ldv);
+        }
     }
 
     /* normalise: O / l, LSE = m + log l */
     for (int col = 0; col < M; col++) {
         float *orow = s->o + (size_t)col * x.ldv;
+        if (direct) kern->dec_layout(meta->dtype, dv, orow, -1);
         double lse = s->m[col] == -INFINITY ? -INFINITY : (double)s->m[col] + log((double)s->l[col]);
         float inv = lse == -INFINITY ? 0.0f : 1.0f / s->l[col];
         for (int c = 0; c < dv; c++) orow[c] *= inv;

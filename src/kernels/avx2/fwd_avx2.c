@@ -6,6 +6,7 @@
 #include "core/internal.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 #define AK_AI static inline __attribute__((always_inline))
 
@@ -200,7 +201,175 @@ static void to_f32_avx2(ak_dtype t, const void *src, float *dst, int64_t n) {
     for (; i < n; i++) dst[i] = ak__load(src, t, i);
 }
 
+/* ---- decode products straight from the cache (a few query rows, no tile copies) ----
+ * Chunks of 16 elements; for bf16 a chunk is one 32-byte load split into its even elements
+ * (dword << 16) and odd elements (dword & 0xffff0000), so q and o hold each chunk as
+ * [8 even | 8 odd] ("layout"); other dtypes keep natural order. Partial chunks are copied to a
+ * zeroed buffer first (AVX2 has no masked 16-bit loads), so nothing past a row is read. */
+
+AK_AI void load16x(const ak_dtype t, const void *row, int c, int cnt, __m256 *v0, __m256 *v1) {
+    size_t es = t == AK_F32 ? 4 : t == AK_I8 ? 1 : 2;
+    const char *src = (const char *)row + (size_t)c * es;
+    char buf[64] __attribute__((aligned(32)));
+    if (cnt < 16) {
+        memset(buf, 0, sizeof buf);
+        if (cnt > 0) memcpy(buf, src, (size_t)cnt * es);
+        src = buf;
+    }
+    switch (t) {
+    case AK_BF16: {
+        __m256i w = _mm256_loadu_si256((const __m256i *)src);
+        *v0 = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+        *v1 = _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32((int)0xFFFF0000u)));
+        break;
+    }
+    case AK_F16:
+        *v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)src));
+        *v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 16)));
+        break;
+    case AK_I8:
+        *v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)src)));
+        *v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(src + 8))));
+        break;
+    default:
+        *v0 = _mm256_loadu_ps((const float *)src);
+        *v1 = _mm256_loadu_ps((const float *)src + 8);
+        break;
+    }
+}
+
+/* [sum a, sum b, sum c, sum e] of four 8-lane vectors */
+AK_AI __m128 hsum4x(__m256 a, __m256 b, __m256 c, __m256 e) {
+    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, e));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *q, int64_t ldq, const void *const *krows,
+                    const float *kscale, float scale, float *st, int64_t ldst) {
+    const int KB = MR <= 3 ? 4 : 2;
+    int j = 0;
+    for (; j + KB <= nk; j += KB) {
+        __m256 a[4][AK_DEC_DIRECT_ROWS];
+        for (int k = 0; k < KB; k++)
+            for (int m = 0; m < MR; m++) a[k][m] = _mm256_setzero_ps();
+        for (int c = 0; c < d; c += 16)
+            for (int k = 0; k < KB; k++) {
+                __m256 v0, v1;
+                load16x(t, krows[j + k], c, d - c, &v0, &v1);
+                for (int m = 0; m < MR; m++) {
+                    a[k][m] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)m * ldq + c), v0, a[k][m]);
+                    a[k][m] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)m * ldq + c + 8), v1, a[k][m]);
+                }
+            }
+        float sc[4] = {0, 0, 0, 0};
+        for (int k = 0; k < KB; k++) sc[k] = t == AK_I8 ? scale * kscale[j + k] : scale;
+        for (int m = 0; m < MR; m++) {
+            float out[4];
+            __m256 z = _mm256_setzero_ps();
+            __m128 r = KB == 4 ? hsum4x(a[0][m], a[1][m], a[2][m], a[3][m]) : hsum4x(a[0][m], a[1][m], z, z);
+            _mm_storeu_ps(out, _mm_mul_ps(r, _mm_loadu_ps(sc)));
+            for (int k = 0; k < KB; k++) st[(size_t)(j + k) * ldst + m] = out[k];
+        }
+    }
+    for (; j < nk; j++) {
+        __m256 a0[AK_DEC_DIRECT_ROWS];
+        for (int m = 0; m < MR; m++) a0[m] = _mm256_setzero_ps();
+        for (int c = 0; c < d; c += 16) {
+            __m256 v0, v1;
+            load16x(t, krows[j], c, d - c, &v0, &v1);
+            for (int m = 0; m < MR; m++) {
+                a0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)m * ldq + c), v0, a0[m]);
+                a0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)m * ldq + c + 8), v1, a0[m]);
+            }
+        }
+        float sc1 = t == AK_I8 ? scale * kscale[j] : scale;
+        for (int m = 0; m < MR; m++) {
+            float out[4];
+            __m256 z = _mm256_setzero_ps();
+            _mm_storeu_ps(out, hsum4x(a0[m], z, z, z));
+            st[(size_t)j * ldst + m] = sc1 * out[0];
+        }
+    }
+}
+
+AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, int dv, int c0, const float *pt,
+                        int64_t ldpt, const void *const *vrows, const float *vscale, float *o, int64_t ldo) {
+    __m256 acc[AK_DEC_DIRECT_ROWS][6];
+    for (int m = 0; m < MR; m++)
+        for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm256_loadu_ps(o + (size_t)m * ldo + c0 + 8 * u);
+    for (int j = 0; j < nk; j++) {
+        __m256 vv[6];
+        for (int b = 0; b < NB; b++) load16x(t, vrows[j], c0 + 16 * b, dv - c0 - 16 * b, &vv[2 * b], &vv[2 * b + 1]);
+        float vs = t == AK_I8 ? vscale[j] : 1.0f;
+        for (int m = 0; m < MR; m++) {
+            __m256 pm = _mm256_set1_ps(pt[(size_t)j * ldpt + m] * vs);
+            for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm256_fmadd_ps(pm, vv[u], acc[m][u]);
+        }
+    }
+    for (int m = 0; m < MR; m++)
+        for (int u = 0; u < 2 * NB; u++) _mm256_storeu_ps(o + (size_t)m * ldo + c0 + 8 * u, acc[m][u]);
+}
+
+AK_AI void dec_pv_t(const ak_dtype t, const int MR, int nk, int dv, const float *pt, int64_t ldpt,
+                    const void *const *vrows, const float *vscale, float *o, int64_t ldo) {
+    const int NB = MR == 1 ? 3 : MR == 2 ? 2 : 1;
+    const int chunks = (dv + 15) / 16;
+    int ch = 0;
+    for (; ch + NB <= chunks; ch += NB) dec_pv_block(t, MR, NB, nk, dv, 16 * ch, pt, ldpt, vrows, vscale, o, ldo);
+    for (; ch < chunks; ch++) dec_pv_block(t, MR, 1, nk, dv, 16 * ch, pt, ldpt, vrows, vscale, o, ldo);
+}
+
+#define AK_DEC_ROWS_SWITCH(CALL, T)                                                                                     \
+    switch (M) {                                                                                                       \
+    case 1: CALL(T, 1); break;                                                                                         \
+    case 2: CALL(T, 2); break;                                                                                         \
+    case 3: CALL(T, 3); break;                                                                                         \
+    case 4: CALL(T, 4); break;                                                                                         \
+    case 5: CALL(T, 5); break;                                                                                         \
+    case 6: CALL(T, 6); break;                                                                                         \
+    default: CALL(T, 7); break;                                                                                        \
+    }
+#define AK_DEC_TYPE_SWITCH(CALL)                                                                                        \
+    switch (t) {                                                                                                       \
+    case AK_BF16: AK_DEC_ROWS_SWITCH(CALL, AK_BF16) break;                                                             \
+    case AK_F16: AK_DEC_ROWS_SWITCH(CALL, AK_F16) break;                                                               \
+    case AK_I8: AK_DEC_ROWS_SWITCH(CALL, AK_I8) break;                                                                 \
+    default: AK_DEC_ROWS_SWITCH(CALL, AK_F32) break;                                                                   \
+    }
+
+static void dec_qk_avx2(ak_dtype t, int M, int nk, int d, const float *q, int64_t ldq, const void *const *krows,
+                        const float *kscale, float scale, float *st, int64_t ldst) {
+#define AK_QK_CALL(T, R) dec_qk_t(T, R, nk, d, q, ldq, krows, kscale, scale, st, ldst)
+    AK_DEC_TYPE_SWITCH(AK_QK_CALL)
+#undef AK_QK_CALL
+}
+
+static void dec_pv_avx2(ak_dtype t, int M, int nk, int dv, const float *pt, int64_t ldpt, const void *const *vrows,
+                        const float *vscale, float *o, int64_t ldo) {
+#define AK_PV_CALL(T, R) dec_pv_t(T, R, nk, dv, pt, ldpt, vrows, vscale, o, ldo)
+    AK_DEC_TYPE_SWITCH(AK_PV_CALL)
+#undef AK_PV_CALL
+}
+
+/* bf16: each 16-chunk natural <-> [8 even | 8 odd]; x holds roundup16(n) floats, zero beyond n. */
+static void dec_layout_avx2(ak_dtype t, int n, float *x, int dir) {
+    if (t != AK_BF16) return;
+    for (int c = 0; c < n; c += 16) {
+        float tmp[16];
+        for (int i = 0; i < 8; i++) {
+            if (dir > 0) {
+                tmp[i] = x[c + 2 * i];
+                tmp[8 + i] = x[c + 2 * i + 1];
+            } else {
+                tmp[2 * i] = x[c + i];
+                tmp[2 * i + 1] = x[c + 8 + i];
+            }
+        }
+        memcpy(x + c, tmp, sizeof tmp);
+    }
+}
+
 const ak_fwd_kernels ak_fwd_kernels_avx2 = {
     "ak_k_fwd_f32_6x16__avx2", AK_ISA_AVX2, qk_avx2, pv_avx2, softmax_avx2, rescale_avx2, mask_avx2, softcap_avx2, to_f32_avx2,
-    ak__rows_f32_c, ak__kt_pack_c,
+    ak__rows_f32_c, ak__kt_pack_c, dec_qk_avx2, dec_pv_avx2, dec_layout_avx2,
 };

@@ -201,7 +201,266 @@ static void to_f32_avx512(ak_dtype t, const void *src, float *dst, int64_t n) {
     for (; i < n; i++) dst[i] = ak__load(src, t, i);
 }
 
+/* ---- decode tile loads from a KV cache ---- */
+
+/* Elements [c, c+cnt) (cnt <= 16) of a cache row as f32; masked lanes are 0, nothing read past cnt. */
+AK_AI __m512 load16(ak_dtype t, const void *row, int c, int cnt, __m512 scale) {
+    __mmask16 k = (__mmask16)(cnt >= 16 ? 0xFFFF : (1u << cnt) - 1u);
+    switch (t) {
+    case AK_BF16:
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, (const uint16_t *)row + c)), 16));
+    case AK_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, (const uint16_t *)row + c));
+    case AK_I8:
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, (const int8_t *)row + c))), scale);
+    default: return _mm512_maskz_loadu_ps(k, (const float *)row + c);
+    }
+}
+
+AK_AI void rows_f32_t(const ak_dtype t, int n, int cols, const void *const *rows, const float *scales, float *dst,
+                      int64_t ld) {
+    for (int j = 0; j < n; j++) {
+        __m512 sc = _mm512_set1_ps(t == AK_I8 ? scales[j] : 1.0f);
+        float *d = dst + (size_t)j * ld;
+        int c = 0;
+        for (; c + 16 <= cols; c += 16) _mm512_storeu_ps(d + c, load16(t, rows[j], c, 16, sc));
+        if (c < cols) _mm512_storeu_ps(d + c, load16(t, rows[j], c, cols - c, sc));
+    }
+}
+
+static void rows_f32_avx512(ak_dtype t, int n, int cols, const void *const *rows, const float *scales, float *dst,
+                            int64_t ld) {
+    switch (t) {
+    case AK_BF16: rows_f32_t(AK_BF16, n, cols, rows, scales, dst, ld); break;
+    case AK_F16: rows_f32_t(AK_F16, n, cols, rows, scales, dst, ld); break;
+    case AK_I8: rows_f32_t(AK_I8, n, cols, rows, scales, dst, ld); break;
+    default: rows_f32_t(AK_F32, n, cols, rows, scales, dst, ld); break;
+    }
+}
+
+/* In-register 16x16 transpose: r[i] = row i (16 columns) -> r[c] = column c (16 rows). */
+AK_AI void transpose16(__m512 r[16]) {
+    __m512 a[16], b[16];
+    for (int k = 0; k < 8; k++) {
+        a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; k++) {
+        __m512d x0 = _mm512_castps_pd(a[4 * k]), x1 = _mm512_castps_pd(a[4 * k + 1]);
+        __m512d x2 = _mm512_castps_pd(a[4 * k + 2]), x3 = _mm512_castps_pd(a[4 * k + 3]);
+        b[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));     /* columns 0,4,8,12 of rows 4k..4k+3 */
+        b[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2)); /* columns 1,5,9,13 */
+        b[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3)); /* columns 2,6,10,14 */
+        b[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3)); /* columns 3,7,11,15 */
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 e0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), e1 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
+        __m512 f0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE), f1 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(e0, e1, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(e0, e1, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(f0, f1, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(f0, f1, 0xDD);
+    }
+}
+
+/* kt_pack for one dtype (inlined with t constant, so the conversion is chosen at compile time). */
+AK_AI void kt_pack_t(const ak_dtype t, int n, int d, const void *const *rows, const float *scales, float *kt,
+                     int64_t ldkt) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int j0 = 0; j0 < n; j0 += 16) {
+        int nj = n - j0 < 16 ? n - j0 : 16;
+        for (int c = 0; c < d; c += 16) {
+            int nc = d - c < 16 ? d - c : 16;
+            __m512 r[16];
+            if (nj == 16 && nc == 16) {
+                for (int i = 0; i < 16; i++) r[i] = load16(t, rows[j0 + i], c, 16, t == AK_I8 ? _mm512_set1_ps(scales[j0 + i]) : one);
+            } else {
+                for (int i = 0; i < 16; i++)
+                    r[i] = i < nj ? load16(t, rows[j0 + i], c, nc, t == AK_I8 ? _mm512_set1_ps(scales[j0 + i]) : one)
+                                  : _mm512_setzero_ps();
+            }
+            transpose16(r);
+            for (int i = 0; i < nc; i++) _mm512_storeu_ps(kt + (size_t)(c + i) * ldkt + j0, r[i]);
+        }
+    }
+}
+
+static void kt_pack_avx512(ak_dtype t, int n, int d, const void *const *rows, const float *scales, float *kt,
+                           int64_t ldkt) {
+    switch (t) {
+    case AK_BF16: kt_pack_t(AK_BF16, n, d, rows, scales, kt, ldkt); break;
+    case AK_F16: kt_pack_t(AK_F16, n, d, rows, scales, kt, ldkt); break;
+    case AK_I8: kt_pack_t(AK_I8, n, d, rows, scales, kt, ldkt); break;
+    default: kt_pack_t(AK_F32, n, d, rows, scales, kt, ldkt); break;
+    }
+}
+
+/* ---- decode products straight from the cache (a few query rows, no tile copies) ----
+ * Elements come in chunks of 32. For bf16 a chunk is one 64-byte load split into its even elements
+ * (dword << 16) and odd elements (dword & 0xffff0000): two port-0 ops instead of a port-5 widening,
+ * so q and o hold each 32-chunk as [16 even | 16 odd] ("layout"); other dtypes keep natural order. */
+
+AK_AI void load32(const ak_dtype t, const void *row, int c, int cnt, __m512 *v0, __m512 *v1) {
+    __mmask16 k0 = (__mmask16)(cnt >= 16 ? 0xFFFF : cnt <= 0 ? 0 : (1u << cnt) - 1u);
+    __mmask16 k1 = (__mmask16)(cnt >= 32 ? 0xFFFF : cnt <= 16 ? 0 : (1u << (cnt - 16)) - 1u);
+    switch (t) {
+    case AK_BF16: {
+        __mmask32 k = cnt >= 32 ? 0xFFFFFFFFu : cnt <= 0 ? 0u : (1u << cnt) - 1u;
+        __m512i w = _mm512_maskz_loadu_epi16(k, (const uint16_t *)row + c);
+        *v0 = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+        *v1 = _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32((int)0xFFFF0000u)));
+        break;
+    }
+    case AK_F16:
+        *v0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k0, (const uint16_t *)row + c));
+        *v1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k1, (const uint16_t *)row + c + 16));
+        break;
+    case AK_I8:
+        *v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k0, (const int8_t *)row + c)));
+        *v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k1, (const int8_t *)row + c + 16)));
+        break;
+    default:
+        *v0 = _mm512_maskz_loadu_ps(k0, (const float *)row + c);
+        *v1 = _mm512_maskz_loadu_ps(k1, (const float *)row + c + 16);
+        break;
+    }
+}
+
+/* Sums of the 16 lanes of a, b, c, e as one xmm [sum a, sum b, sum c, sum e]. */
+AK_AI __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 e) {
+    __m256 ya = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m256 yb = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+    __m256 yc = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+    __m256 ye = _mm256_add_ps(_mm512_castps512_ps256(e), _mm512_extractf32x8_ps(e, 1));
+    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(ya, yb), _mm256_hadd_ps(yc, ye));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+/* KB keys at a time: KB x MR independent accumulators, reduced four at a time. */
+AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *q, int64_t ldq, const void *const *krows,
+                    const float *kscale, float scale, float *st, int64_t ldst) {
+    const int KB = MR <= 3 ? 4 : 2;
+    int j = 0;
+    for (; j + KB <= nk; j += KB) {
+        __m512 a[4][AK_DEC_DIRECT_ROWS];
+        for (int k = 0; k < KB; k++)
+            for (int m = 0; m < MR; m++) a[k][m] = _mm512_setzero_ps();
+        for (int c = 0; c < d; c += 32) {
+            for (int k = 0; k < KB; k++) {
+                __m512 v0, v1;
+                load32(t, krows[j + k], c, d - c, &v0, &v1);
+                for (int m = 0; m < MR; m++) {
+                    a[k][m] = _mm512_fmadd_ps(_mm512_loadu_ps(q + (size_t)m * ldq + c), v0, a[k][m]);
+                    a[k][m] = _mm512_fmadd_ps(_mm512_loadu_ps(q + (size_t)m * ldq + c + 16), v1, a[k][m]);
+                }
+            }
+        }
+        float sc[4];
+        for (int k = 0; k < KB; k++) sc[k] = t == AK_I8 ? scale * kscale[j + k] : scale;
+        for (int m = 0; m < MR; m++) {
+            float out[4];
+            __m128 r = KB == 4 ? hsum4(a[0][m], a[1][m], a[2][m], a[3][m])
+                               : hsum4(a[0][m], a[1][m], _mm512_setzero_ps(), _mm512_setzero_ps());
+            _mm_storeu_ps(out, _mm_mul_ps(r, _mm_loadu_ps(sc)));
+            for (int k = 0; k < KB; k++) st[(size_t)(j + k) * ldst + m] = out[k];
+        }
+    }
+    for (; j < nk; j++) {
+        __m512 a0[AK_DEC_DIRECT_ROWS];
+        for (int m = 0; m < MR; m++) a0[m] = _mm512_setzero_ps();
+        for (int c = 0; c < d; c += 32) {
+            __m512 v0, v1;
+            load32(t, krows[j], c, d - c, &v0, &v1);
+            for (int m = 0; m < MR; m++) {
+                a0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(q + (size_t)m * ldq + c), v0, a0[m]);
+                a0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(q + (size_t)m * ldq + c + 16), v1, a0[m]);
+            }
+        }
+        float sc1 = t == AK_I8 ? scale * kscale[j] : scale;
+        for (int m = 0; m < MR; m++) st[(size_t)j * ldst + m] = sc1 * _mm512_reduce_add_ps(a0[m]);
+    }
+}
+
+/* o[m][c0 .. c0 + 32*NB) += sum_j p[j][m] v_j (chunks of 32 in layout order) */
+AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, int dv, int c0, const float *pt,
+                        int64_t ldpt, const void *const *vrows, const float *vscale, float *o, int64_t ldo) {
+    __m512 acc[AK_DEC_DIRECT_ROWS][8];
+    for (int m = 0; m < MR; m++)
+        for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm512_loadu_ps(o + (size_t)m * ldo + c0 + 16 * u);
+    for (int j = 0; j < nk; j++) {
+        __m512 vv[8];
+        for (int b = 0; b < NB; b++) load32(t, vrows[j], c0 + 32 * b, dv - c0 - 32 * b, &vv[2 * b], &vv[2 * b + 1]);
+        float vs = t == AK_I8 ? vscale[j] : 1.0f;
+        for (int m = 0; m < MR; m++) {
+            __m512 pm = _mm512_set1_ps(pt[(size_t)j * ldpt + m] * vs);
+            for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm512_fmadd_ps(pm, vv[u], acc[m][u]);
+        }
+    }
+    for (int m = 0; m < MR; m++)
+        for (int u = 0; u < 2 * NB; u++) _mm512_storeu_ps(o + (size_t)m * ldo + c0 + 16 * u, acc[m][u]);
+}
+
+/* Column blocks of NB chunks (32 columns each): MR * 2NB accumulators + 2NB values stay in registers;
+ * one pass over the value rows when dv <= 32 NB. */
+AK_AI void dec_pv_t(const ak_dtype t, const int MR, int nk, int dv, const float *pt, int64_t ldpt,
+                    const void *const *vrows, const float *vscale, float *o, int64_t ldo) {
+    const int NB = MR <= 2 ? 4 : MR == 3 ? 3 : MR <= 6 ? 2 : 1;
+    const int chunks = (dv + 31) / 32;
+    int ch = 0;
+    for (; ch + NB <= chunks; ch += NB) dec_pv_block(t, MR, NB, nk, dv, 32 * ch, pt, ldpt, vrows, vscale, o, ldo);
+    for (; ch < chunks; ch++) dec_pv_block(t, MR, 1, nk, dv, 32 * ch, pt, ldpt, vrows, vscale, o, ldo);
+}
+
+#define AK_DEC_ROWS_SWITCH(CALL, T)                                                                                     \
+    switch (M) {                                                                                                       \
+    case 1: CALL(T, 1); break;                                                                                         \
+    case 2: CALL(T, 2); break;                                                                                         \
+    case 3: CALL(T, 3); break;                                                                                         \
+    case 4: CALL(T, 4); break;                                                                                         \
+    case 5: CALL(T, 5); break;                                                                                         \
+    case 6: CALL(T, 6); break;                                                                                         \
+    default: CALL(T, 7); break;                                                                                        \
+    }
+#define AK_DEC_TYPE_SWITCH(CALL)                                                                                        \
+    switch (t) {                                                                                                       \
+    case AK_BF16: AK_DEC_ROWS_SWITCH(CALL, AK_BF16) break;                                                             \
+    case AK_F16: AK_DEC_ROWS_SWITCH(CALL, AK_F16) break;                                                               \
+    case AK_I8: AK_DEC_ROWS_SWITCH(CALL, AK_I8) break;                                                                 \
+    default: AK_DEC_ROWS_SWITCH(CALL, AK_F32) break;                                                                   \
+    }
+
+static void dec_qk_avx512(ak_dtype t, int M, int nk, int d, const float *q, int64_t ldq, const void *const *krows,
+                          const float *kscale, float scale, float *st, int64_t ldst) {
+#define AK_QK_CALL(T, R) dec_qk_t(T, R, nk, d, q, ldq, krows, kscale, scale, st, ldst)
+    AK_DEC_TYPE_SWITCH(AK_QK_CALL)
+#undef AK_QK_CALL
+}
+
+static void dec_pv_avx512(ak_dtype t, int M, int nk, int dv, const float *pt, int64_t ldpt, const void *const *vrows,
+                          const float *vscale, float *o, int64_t ldo) {
+#define AK_PV_CALL(T, R) dec_pv_t(T, R, nk, dv, pt, ldpt, vrows, vscale, o, ldo)
+    AK_DEC_TYPE_SWITCH(AK_PV_CALL)
+#undef AK_PV_CALL
+}
+
+/* bf16: each 32-chunk natural <-> [16 even | 16 odd]; other dtypes: natural order, nothing to do.
+ * x holds at least roundup32(n) floats, zero beyond n. */
+static void dec_layout_avx512(ak_dtype t, int n, float *x, int dir) {
+    if (t != AK_BF16) return;
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (int c = 0; c < n; c += 32) {
+        __m512 a = _mm512_loadu_ps(x + c), b = _mm512_loadu_ps(x + c + 16);
+        __m512 r0 = dir > 0 ? _mm512_permutex2var_ps(a, ev, b) : _mm512_permutex2var_ps(a, lo, b);
+        __m512 r1 = dir > 0 ? _mm512_permutex2var_ps(a, od, b) : _mm512_permutex2var_ps(a, hi, b);
+        _mm512_storeu_ps(x + c, r0);
+        _mm512_storeu_ps(x + c + 16, r1);
+    }
+}
+
 const ak_fwd_kernels ak_fwd_kernels_avx512 = {
     "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, mask_avx512, softcap_avx512, to_f32_avx512,
-    ak__rows_f32_c, ak__kt_pack_c,
+    rows_f32_avx512, kt_pack_avx512, dec_qk_avx512, dec_pv_avx512, dec_layout_avx512,
 };
