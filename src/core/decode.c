@@ -10,7 +10,8 @@
 #define AK_DEC_MAX_ROWS 128       /* rows of one tile (query heads x query rows) */
 #define AK_DEC_MAX_Q 16           /* query rows per sequence */
 #define AK_DEC_DET_WORKERS 64     /* Lean runs in deterministic mode (independent of the thread count) */
-#define AK_DEC_KEYS_BELOW 8       /* segments with fewer rows put keys on the SIMD lanes for Q.K */
+#define AK_DEC_MIN_RUN 4          /* tiles per run at least, when the run count is automatic */
+#define AK_DEC_KEYS_BELOW 12      /* segments with fewer rows put keys on the SIMD lanes for Q.K */
 
 void ak_decode_desc_init(ak_decode_desc *d) {
     if (!d) return;
@@ -331,8 +332,12 @@ static ak_status build_schedule(const ak_ctx *ctx, ak_dplan *dp) {
     for (int32_t s = 0; s < ns; s++)
         if (dp->segs[s].M > dp->mmax) dp->mmax = dp->segs[s].M;
 
-    /* stream-K: T tiles in W equal contiguous runs (lengths differ by at most one) */
+    /* stream-K: T tiles in W equal contiguous runs (lengths differ by at most one). Chosen
+     * automatically, a run gets at least AK_DEC_MIN_RUN tiles: a split costs a query-tile setup and a
+     * merge, worth it only over several tiles (this depends on T only, not on the thread count). */
     int64_t W = dp->workers < T ? dp->workers : T;
+    if (p->desc.num_workers == 0 && W > (T + AK_DEC_MIN_RUN - 1) / AK_DEC_MIN_RUN)
+        W = (T + AK_DEC_MIN_RUN - 1) / AK_DEC_MIN_RUN;
     if (W < 1) W = 1;
     dp->workers = (int)W;
     int64_t q = T > 0 ? (T + W - 1) / W : 0, high = T > 0 ? T - (q - 1) * W : 0;

@@ -191,7 +191,7 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
     const int64_t ld = x.ld;
     const int keys_mode = M < dp->qk_keys_below;
     /* direct: the ISA has decode products that read the cache itself (no tile copies) */
-    const int direct = keys_mode && kern->dec_qk && M <= AK_DEC_DIRECT_ROWS;
+    const int direct = keys_mode && kern->dec_qk != NULL;
     const ak_kvmeta *meta = sg->src ? &p->pre : &p->kv;
     const ak_kvview *w = sg->src ? prew : kvw;
     const int64_t off = sg->src ? 0 : p->P, nsrc = sg->src ? p->P : 0;
@@ -255,21 +255,14 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
         s->l[col] = 0.0f;
     }
     memset(s->o, 0, sizeof(float) * (size_t)M * x.ldv);
-    if (direct) /* dec_qk writes lanes [0, M) of St; the rest must hold finite values */
-        for (int j = 0; j < dp->tile_n; j++)
-            for (int col = M; col < mpad; col++) s->st[(size_t)j * ld + col] = 0.0f;
 
     const int32_t bsrc = sg->src ? 0 : sg->b0;
     const float cap = p->desc.softcap;
     const int tn = dp->tile_n;
     const int ocols = direct ? (dv + 31) / 32 * 32 : dvpad; /* columns of O the products write */
-    static int prefetch = -1;
-    if (prefetch < 0) prefetch = getenv("AK_PF") ? atoi(getenv("AK_PF")) : 0;
-    /* row pointers of the current and the next tile (K, V); the next tile's rows are prefetched while
-     * this one is computed, so DRAM streams even where pages scatter the rows */
+    /* row pointers of the current and the next tile (K, V) */
     const void **kr = s->rows, **vr = s->rows + tn, **kr_next = s->rows + 2 * tn, **vr_next = s->rows + 3 * tn;
     float *ks = s->rscale, *vs = s->rscale + tn, *ks_next = s->rscale + 2 * tn, *vs_next = s->rscale + 3 * tn;
-    const size_t krow_bytes = (size_t)d * meta->dtype_size, vrow_bytes = (size_t)dv * meta->dtype_size;
     {
         int64_t j0 = sg->klo + (int64_t)pc->t0 * tn;
         int nk = (int)(sg->khi - j0 < tn ? sg->khi - j0 : tn);
@@ -290,43 +283,60 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
             int nk1 = (int)(sg->khi - j1 < tn ? sg->khi - j1 : tn);
             gather_rows(meta, w, 0, bsrc, sg->hkv, j1, nk1, kr_next, ks_next);
             gather_rows(meta, w, 1, bsrc, sg->hkv, j1, nk1, vr_next, vs_next);
-            if (prefetch)
-                for (int j = 0; j < nk1; j++) {
-                    for (size_t bo = 0; bo < krow_bytes; bo += 64) __builtin_prefetch((const char *)kr_next[j] + bo, 0, 2);
-                    for (size_t bo = 0; bo < vrow_bytes; bo += 64) __builtin_prefetch((const char *)vr_next[j] + bo, 0, 2);
-                }
         }
+        const int full = j0 >= lo_max && j0 + nk - 1 <= hi_min; /* every row sees the whole tile */
         if (direct) {
-            kern->dec_qk(meta->dtype, M, nk, d, s->qr, x.ldq, kr, ks, p->scale, s->st, ld);
-        } else if (keys_mode) {
-            int npad = (int)r16(nk);
-            kern->kt_pack(meta->dtype, nk, d, kr, ks, s->kb, x.ldkt);
-            kern->qk(M, d, npad, s->qr, x.ldq, s->kb, x.ldkt, p->scale, s->s, x.ldkt);
-            for (int j = 0; j < nk; j++) {
-                float *dst = s->st + (size_t)j * ld;
-                for (int col = 0; col < M; col++) dst[col] = s->s[(size_t)col * x.ldkt + j];
-                for (int col = M; col < mpad; col++) dst[col] = 0.0f;
-            }
-        } else {
-            kern->rows_f32(meta->dtype, nk, d, kr, ks, s->kb, x.ldkr);
-            kern->qk(nk, d, mpad, s->kb, x.ldkr, s->qt, ld, p->scale, s->st, ld);
-        }
-        if (cap > 0.0f) kern->softcap(nk, mpad, s->st, ld, cap);
-        if (p->desc.has_alibi)
-            for (int j = 0; j < nk; j++)
-                for (int col = 0; col < M; col++) {
-                    int64_t dist = s->pos[col] - (j0 + j);
-                    s->st[(size_t)j * ld + col] -= s->slope[col] * (float)(dist < 0 ? -dist : dist);
+            /* S[M][nk], keys contiguous; the softmax runs along rows (no padding of M to the lanes) */
+            const int64_t lds = x.ldkt;
+            for (int m0 = 0; m0 < M; m0 += AK_DEC_DIRECT_ROWS) /* blocks of rows; the tile stays in L1/L2 */
+                kern->dec_qk(meta->dtype, M - m0 < AK_DEC_DIRECT_ROWS ? M - m0 : AK_DEC_DIRECT_ROWS, nk, d,
+                             s->qr + (size_t)m0 * x.ldq, x.ldq, kr, ks, p->scale, s->s + (size_t)m0 * lds, lds);
+            if (cap > 0.0f) kern->softcap(M, (int)r16(nk), s->s, lds, cap);
+            for (int col = 0; col < M; col++) {
+                float *row = s->s + (size_t)col * lds;
+                if (p->desc.has_alibi)
+                    for (int j = 0; j < nk; j++) {
+                        int64_t dist = s->pos[col] - (j0 + j);
+                        row[j] -= s->slope[col] * (float)(dist < 0 ? -dist : dist);
+                    }
+                if (!full) {
+                    int64_t a = s->lo[col] - j0, b = s->hi[col] - j0;
+                    for (int64_t j = 0; j < nk && j < a; j++) row[j] = -INFINITY;
+                    for (int64_t j = b + 1 > 0 ? b + 1 : 0; j < nk; j++) row[j] = -INFINITY;
                 }
-        if (!(j0 >= lo_max && j0 + nk - 1 <= hi_min)) {
-            for (int col = 0; col < mpad; col++) {
-                int64_t a = s->lo[col] - j0, b = s->hi[col] - j0;
-                s->rlo[col] = (int32_t)(a < -1 ? -1 : a > nk ? nk : a);
-                s->rhi[col] = (int32_t)(b < -1 ? -1 : b > nk ? nk : b);
             }
-            kern->mask(nk, mpad, s->st, ld, s->rlo, s->rhi);
+            kern->softmax_rows(M, nk, s->s, lds, s->m, s->l, s->alpha);
+        } else {
+            if (keys_mode) {
+                int npad = (int)r16(nk);
+                kern->kt_pack(meta->dtype, nk, d, kr, ks, s->kb, x.ldkt);
+                kern->qk(M, d, npad, s->qr, x.ldq, s->kb, x.ldkt, p->scale, s->s, x.ldkt);
+                for (int j = 0; j < nk; j++) {
+                    float *dst = s->st + (size_t)j * ld;
+                    for (int col = 0; col < M; col++) dst[col] = s->s[(size_t)col * x.ldkt + j];
+                    for (int col = M; col < mpad; col++) dst[col] = 0.0f;
+                }
+            } else {
+                kern->rows_f32(meta->dtype, nk, d, kr, ks, s->kb, x.ldkr);
+                kern->qk(nk, d, mpad, s->kb, x.ldkr, s->qt, ld, p->scale, s->st, ld);
+            }
+            if (cap > 0.0f) kern->softcap(nk, mpad, s->st, ld, cap);
+            if (p->desc.has_alibi)
+                for (int j = 0; j < nk; j++)
+                    for (int col = 0; col < M; col++) {
+                        int64_t dist = s->pos[col] - (j0 + j);
+                        s->st[(size_t)j * ld + col] -= s->slope[col] * (float)(dist < 0 ? -dist : dist);
+                    }
+            if (!full) {
+                for (int col = 0; col < mpad; col++) {
+                    int64_t a = s->lo[col] - j0, b = s->hi[col] - j0;
+                    s->rlo[col] = (int32_t)(a < -1 ? -1 : a > nk ? nk : a);
+                    s->rhi[col] = (int32_t)(b < -1 ? -1 : b > nk ? nk : b);
+                }
+                kern->mask(nk, mpad, s->st, ld, s->rlo, s->rhi);
+            }
+            kern->softmax(nk, mpad, s->st, ld, s->m, s->l, s->alpha);
         }
-        kern->softmax(nk, mpad, s->st, ld, s->m, s->l, s->alpha);
         if (tix != pc->t0)
             for (int col = 0; col < M; col++)
                 if (s->alpha[col] != 1.0f) {
@@ -334,7 +344,9 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
                     for (int c = 0; c < ocols; c++) orow[c] *= a;
                 }
         if (direct) {
-            kern->dec_pv(meta->dtype, M, nk, dv, s->st, ld, vr, vs, s->o, x.ldv);
+            for (int m0 = 0; m0 < M; m0 += AK_DEC_DIRECT_ROWS)
+                kern->dec_pv(meta->dtype, M - m0 < AK_DEC_DIRECT_ROWS ? M - m0 : AK_DEC_DIRECT_ROWS, nk, dv,
+                             s->s + (size_t)m0 * x.ldkt, x.ldkt, vr, vs, s->o + (size_t)m0 * x.ldv, x.ldv);
         } else {
             kern->rows_f32(meta->dtype, nk, dv, vr, vs, s->vb, x.ldv);
             kern->pv(nk, M, dvpad, s->st, ld, s->vb, x.ldv, s->o, x.ldv);

@@ -268,7 +268,7 @@ AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *
             __m256 z = _mm256_setzero_ps();
             __m128 r = KB == 4 ? hsum4x(a[0][m], a[1][m], a[2][m], a[3][m]) : hsum4x(a[0][m], a[1][m], z, z);
             _mm_storeu_ps(out, _mm_mul_ps(r, _mm_loadu_ps(sc)));
-            for (int k = 0; k < KB; k++) st[(size_t)(j + k) * ldst + m] = out[k];
+            for (int k = 0; k < KB; k++) st[(size_t)m * ldst + j + k] = out[k];
         }
     }
     for (; j < nk; j++) {
@@ -287,7 +287,7 @@ AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *
             float out[4];
             __m256 z = _mm256_setzero_ps();
             _mm_storeu_ps(out, hsum4x(a0[m], z, z, z));
-            st[(size_t)j * ldst + m] = sc1 * out[0];
+            st[(size_t)m * ldst + j] = sc1 * out[0];
         }
     }
 }
@@ -302,7 +302,7 @@ AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, in
         for (int b = 0; b < NB; b++) load16x(t, vrows[j], c0 + 16 * b, dv - c0 - 16 * b, &vv[2 * b], &vv[2 * b + 1]);
         float vs = t == AK_I8 ? vscale[j] : 1.0f;
         for (int m = 0; m < MR; m++) {
-            __m256 pm = _mm256_set1_ps(pt[(size_t)j * ldpt + m] * vs);
+            __m256 pm = _mm256_set1_ps(pt[(size_t)m * ldpt + j] * vs);
             for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm256_fmadd_ps(pm, vv[u], acc[m][u]);
         }
     }
@@ -369,7 +369,45 @@ static void dec_layout_avx2(ak_dtype t, int n, float *x, int dir) {
     }
 }
 
+/* Online softmax along each row of s[M][n] (see ak_fwd_kernels.softmax); lanes past n untouched. */
+static void softmax_rows_avx2(int M, int n, float *s, int64_t lds, float *m, float *l, float *alpha) {
+    for (int r = 0; r < M; r++) {
+        float *row = s + (size_t)r * lds;
+        float mnew = m[r];
+        for (int j = 0; j < n; j++) mnew = row[j] > mnew ? row[j] : mnew;
+        if (mnew == -INFINITY) {
+            alpha[r] = 1.0f;
+            for (int j = 0; j < n; j++) row[j] = 0.0f;
+            continue;
+        }
+        __m256 mv = _mm256_set1_ps(mnew), sum = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(row + j), mv));
+            _mm256_storeu_ps(row + j, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        if (j < n) {
+            float tmp[8];
+            for (int i = 0; i < 8; i++) tmp[i] = j + i < n ? row[j + i] : -INFINITY;
+            __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(tmp), mv));
+            _mm256_storeu_ps(tmp, e);
+            for (int i = 0; j + i < n; i++) row[j + i] = tmp[i];
+            sum = _mm256_add_ps(sum, e);
+        }
+        float part[8], a[8];
+        _mm256_storeu_ps(part, sum);
+        _mm256_storeu_ps(a, exp_neg(_mm256_set1_ps(m[r] - mnew)));
+        float tot = 0.0f;
+        for (int i = 0; i < 8; i++) tot += part[i];
+        alpha[r] = a[0];
+        l[r] = l[r] * a[0] + tot;
+        m[r] = mnew;
+    }
+}
+
 const ak_fwd_kernels ak_fwd_kernels_avx2 = {
     "ak_k_fwd_f32_6x16__avx2", AK_ISA_AVX2, qk_avx2, pv_avx2, softmax_avx2, rescale_avx2, mask_avx2, softcap_avx2, to_f32_avx2,
     ak__rows_f32_c, ak__kt_pack_c, dec_qk_avx2, dec_pv_avx2, dec_layout_avx2,
+    softmax_rows_avx2,
 };

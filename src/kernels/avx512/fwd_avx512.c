@@ -355,14 +355,18 @@ AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *
                 }
             }
         }
-        float sc[4];
+        float sc[4] = {0, 0, 0, 0};
         for (int k = 0; k < KB; k++) sc[k] = t == AK_I8 ? scale * kscale[j + k] : scale;
         for (int m = 0; m < MR; m++) {
-            float out[4];
-            __m128 r = KB == 4 ? hsum4(a[0][m], a[1][m], a[2][m], a[3][m])
-                               : hsum4(a[0][m], a[1][m], _mm512_setzero_ps(), _mm512_setzero_ps());
-            _mm_storeu_ps(out, _mm_mul_ps(r, _mm_loadu_ps(sc)));
-            for (int k = 0; k < KB; k++) st[(size_t)(j + k) * ldst + m] = out[k];
+            if (KB == 4) {
+                __m128 r = hsum4(a[0][m], a[1][m], a[2][m], a[3][m]);
+                _mm_storeu_ps(st + (size_t)m * ldst + j, _mm_mul_ps(r, _mm_loadu_ps(sc)));
+            } else {
+                float out[4];
+                __m128 r = hsum4(a[0][m], a[1][m], _mm512_setzero_ps(), _mm512_setzero_ps());
+                _mm_storeu_ps(out, _mm_mul_ps(r, _mm_loadu_ps(sc)));
+                for (int k = 0; k < KB; k++) st[(size_t)m * ldst + j + k] = out[k];
+            }
         }
     }
     for (; j < nk; j++) {
@@ -377,7 +381,7 @@ AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *
             }
         }
         float sc1 = t == AK_I8 ? scale * kscale[j] : scale;
-        for (int m = 0; m < MR; m++) st[(size_t)j * ldst + m] = sc1 * _mm512_reduce_add_ps(a0[m]);
+        for (int m = 0; m < MR; m++) st[(size_t)m * ldst + j] = sc1 * _mm512_reduce_add_ps(a0[m]);
     }
 }
 
@@ -392,7 +396,7 @@ AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, in
         for (int b = 0; b < NB; b++) load32(t, vrows[j], c0 + 32 * b, dv - c0 - 32 * b, &vv[2 * b], &vv[2 * b + 1]);
         float vs = t == AK_I8 ? vscale[j] : 1.0f;
         for (int m = 0; m < MR; m++) {
-            __m512 pm = _mm512_set1_ps(pt[(size_t)j * ldpt + m] * vs);
+            __m512 pm = _mm512_set1_ps(pt[(size_t)m * ldpt + j] * vs);
             for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm512_fmadd_ps(pm, vv[u], acc[m][u]);
         }
     }
@@ -460,7 +464,39 @@ static void dec_layout_avx512(ak_dtype t, int n, float *x, int dir) {
     }
 }
 
+/* Online softmax along each row of s[M][n] (see ak_fwd_kernels.softmax); lanes past n untouched. */
+static void softmax_rows_avx512(int M, int n, float *s, int64_t lds, float *m, float *l, float *alpha) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int r = 0; r < M; r++) {
+        float *row = s + (size_t)r * lds;
+        __m512 mx = ninf;
+        for (int j = 0; j < n; j += 16) {
+            __mmask16 k = (__mmask16)(n - j >= 16 ? 0xFFFF : (1u << (n - j)) - 1u);
+            mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(ninf, k, row + j));
+        }
+        float mnew = _mm512_reduce_max_ps(mx);
+        if (m[r] > mnew) mnew = m[r];
+        if (mnew == -INFINITY) { /* nothing visible yet: zeros, never (-inf) - (-inf) */
+            alpha[r] = 1.0f;
+            for (int j = 0; j < n; j++) row[j] = 0.0f;
+            continue;
+        }
+        __m512 mv = _mm512_set1_ps(mnew), sum = _mm512_setzero_ps();
+        for (int j = 0; j < n; j += 16) {
+            __mmask16 k = (__mmask16)(n - j >= 16 ? 0xFFFF : (1u << (n - j)) - 1u);
+            __m512 e = exp_neg(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, k, row + j), mv));
+            _mm512_mask_storeu_ps(row + j, k, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        float a = _mm512_cvtss_f32(exp_neg(_mm512_set1_ps(m[r] - mnew)));
+        alpha[r] = a;
+        l[r] = l[r] * a + _mm512_reduce_add_ps(sum);
+        m[r] = mnew;
+    }
+}
+
 const ak_fwd_kernels ak_fwd_kernels_avx512 = {
     "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, mask_avx512, softcap_avx512, to_f32_avx512,
     rows_f32_avx512, kt_pack_avx512, dec_qk_avx512, dec_pv_avx512, dec_layout_avx512,
+    softmax_rows_avx512,
 };

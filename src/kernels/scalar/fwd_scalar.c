@@ -114,5 +114,5 @@ void ak__kt_pack_c(ak_dtype t, int n, int d, const void *const *rows, const floa
 
 const ak_fwd_kernels ak_fwd_kernels_scalar = {
     "ak_k_fwd_f32_1x1__scalar", AK_ISA_SCALAR, qk_scalar, pv_scalar, softmax_scalar, rescale_scalar, mask_scalar, softcap_scalar, to_f32_scalar,
-    ak__rows_f32_c, ak__kt_pack_c, NULL, NULL, NULL,
+    ak__rows_f32_c, ak__kt_pack_c, NULL, NULL, NULL, NULL,
 };
