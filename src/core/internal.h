@@ -156,14 +156,15 @@ typedef struct ak_fwd_kernels {
      * a few rows (1 <= M <= AK_DEC_DIRECT_ROWS) that read K and V in the cache dtype, no tile copies.
      * Vectors q and o live in the kernel's own element order ("layout"), see dec_layout.
      *   dec_qk: s[m][j] = scale * kscale_j * sum_c q[m][c] k_j[c]   (kscale_j = 1 unless t is AK_I8)
-     *   dec_pv: o[m][.] += sum_j p[m][j] * vscale_j * v_j[.]          (o: M rows, leading dim ldo)
+     *   dec_pv: o[m][.] += sum_j p[m][j] * v_j[.]   (o: M rows, leading dim ldo; for AK_I8 the caller
+     *           has folded the per-row value scale into p)
      *   softmax_rows: the online softmax of `softmax` along rows of s[M][n] (keys contiguous)
      *   dec_layout: n elements x (r16(n) + 16 floats) from natural order to the kernel order (dir = 1)
      *   or back (dir = -1), in place */
     void (*dec_qk)(ak_dtype t, int M, int nk, int d, const float *q, int64_t ldq, const void *const *krows,
                    const float *kscale, float scale, float *s, int64_t lds);
-    void (*dec_pv)(ak_dtype t, int M, int nk, int dv, const float *p, int64_t ldp, const void *const *vrows,
-                   const float *vscale, float *o, int64_t ldo);
+    void (*dec_pv)(ak_dtype t, int M, int nk, int dv, const float *p, int64_t ldp, const void *const *vrows, float *o,
+                   int64_t ldo);
     void (*dec_layout)(ak_dtype t, int n, float *x, int dir);
     void (*softmax_rows)(int M, int n, float *s, int64_t lds, float *m, float *l, float *alpha);
 } ak_fwd_kernels;

@@ -192,6 +192,8 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
     const int keys_mode = M < dp->qk_keys_below;
     /* direct: the ISA has decode products that read the cache itself (no tile copies) */
     const int direct = keys_mode && kern->dec_qk != NULL;
+    /* rows per block of the direct products: the fewest blocks of at most AK_DEC_DIRECT_ROWS, balanced */
+    const int rb = (M + (M + AK_DEC_DIRECT_ROWS - 1) / AK_DEC_DIRECT_ROWS - 1) / ((M + AK_DEC_DIRECT_ROWS - 1) / AK_DEC_DIRECT_ROWS);
     const ak_kvmeta *meta = sg->src ? &p->pre : &p->kv;
     const ak_kvview *w = sg->src ? prew : kvw;
     const int64_t off = sg->src ? 0 : p->P, nsrc = sg->src ? p->P : 0;
@@ -288,8 +290,8 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
         if (direct) {
             /* S[M][nk], keys contiguous; the softmax runs along rows (no padding of M to the lanes) */
             const int64_t lds = x.ldkt;
-            for (int m0 = 0; m0 < M; m0 += AK_DEC_DIRECT_ROWS) /* blocks of rows; the tile stays in L1/L2 */
-                kern->dec_qk(meta->dtype, M - m0 < AK_DEC_DIRECT_ROWS ? M - m0 : AK_DEC_DIRECT_ROWS, nk, d,
+            for (int m0 = 0; m0 < M; m0 += rb) /* blocks of rows; the tile stays in L1/L2 */
+                kern->dec_qk(meta->dtype, M - m0 < rb ? M - m0 : rb, nk, d,
                              s->qr + (size_t)m0 * x.ldq, x.ldq, kr, ks, p->scale, s->s + (size_t)m0 * lds, lds);
             if (cap > 0.0f) kern->softcap(M, (int)r16(nk), s->s, lds, cap);
             for (int col = 0; col < M; col++) {
@@ -344,9 +346,12 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
                     for (int c = 0; c < ocols; c++) orow[c] *= a;
                 }
         if (direct) {
-            for (int m0 = 0; m0 < M; m0 += AK_DEC_DIRECT_ROWS)
-                kern->dec_pv(meta->dtype, M - m0 < AK_DEC_DIRECT_ROWS ? M - m0 : AK_DEC_DIRECT_ROWS, nk, dv,
-                             s->s + (size_t)m0 * x.ldkt, x.ldkt, vr, vs, s->o + (size_t)m0 * x.ldv, x.ldv);
+            if (meta->dtype == AK_I8) /* fold the value scales into P */
+                for (int col = 0; col < M; col++)
+                    for (int j = 0; j < nk; j++) s->s[(size_t)col * x.ldkt + j] *= vs[j];
+            for (int m0 = 0; m0 < M; m0 += rb)
+                kern->dec_pv(meta->dtype, M - m0 < rb ? M - m0 : rb, nk, dv, s->s + (size_t)m0 * x.ldkt, x.ldkt, vr,
+                             s->o + (size_t)m0 * x.ldv, x.ldv);
         } else {
             kern->rows_f32(meta->dtype, nk, dv, vr, vs, s->vb, x.ldv);
             kern->pv(nk, M, dvpad, s->st, ld, s->vb, x.ldv, s->o, x.ldv);

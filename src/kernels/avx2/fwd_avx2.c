@@ -293,16 +293,15 @@ AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *
 }
 
 AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, int dv, int c0, const float *pt,
-                        int64_t ldpt, const void *const *vrows, const float *vscale, float *o, int64_t ldo) {
+                        int64_t ldpt, const void *const *vrows, float *o, int64_t ldo) {
     __m256 acc[AK_DEC_DIRECT_ROWS][6];
     for (int m = 0; m < MR; m++)
         for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm256_loadu_ps(o + (size_t)m * ldo + c0 + 8 * u);
     for (int j = 0; j < nk; j++) {
         __m256 vv[6];
         for (int b = 0; b < NB; b++) load16x(t, vrows[j], c0 + 16 * b, dv - c0 - 16 * b, &vv[2 * b], &vv[2 * b + 1]);
-        float vs = t == AK_I8 ? vscale[j] : 1.0f;
         for (int m = 0; m < MR; m++) {
-            __m256 pm = _mm256_set1_ps(pt[(size_t)m * ldpt + j] * vs);
+            __m256 pm = _mm256_set1_ps(pt[(size_t)m * ldpt + j]); /* folds into the FMA as a memory broadcast */
             for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm256_fmadd_ps(pm, vv[u], acc[m][u]);
         }
     }
@@ -311,12 +310,12 @@ AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, in
 }
 
 AK_AI void dec_pv_t(const ak_dtype t, const int MR, int nk, int dv, const float *pt, int64_t ldpt,
-                    const void *const *vrows, const float *vscale, float *o, int64_t ldo) {
+                    const void *const *vrows, float *o, int64_t ldo) {
     const int NB = MR == 1 ? 3 : MR == 2 ? 2 : 1;
     const int chunks = (dv + 15) / 16;
     int ch = 0;
-    for (; ch + NB <= chunks; ch += NB) dec_pv_block(t, MR, NB, nk, dv, 16 * ch, pt, ldpt, vrows, vscale, o, ldo);
-    for (; ch < chunks; ch++) dec_pv_block(t, MR, 1, nk, dv, 16 * ch, pt, ldpt, vrows, vscale, o, ldo);
+    for (; ch + NB <= chunks; ch += NB) dec_pv_block(t, MR, NB, nk, dv, 16 * ch, pt, ldpt, vrows, o, ldo);
+    for (; ch < chunks; ch++) dec_pv_block(t, MR, 1, nk, dv, 16 * ch, pt, ldpt, vrows, o, ldo);
 }
 
 #define AK_DEC_ROWS_SWITCH(CALL, T)                                                                                     \
@@ -345,8 +344,8 @@ static void dec_qk_avx2(ak_dtype t, int M, int nk, int d, const float *q, int64_
 }
 
 static void dec_pv_avx2(ak_dtype t, int M, int nk, int dv, const float *pt, int64_t ldpt, const void *const *vrows,
-                        const float *vscale, float *o, int64_t ldo) {
-#define AK_PV_CALL(T, R) dec_pv_t(T, R, nk, dv, pt, ldpt, vrows, vscale, o, ldo)
+                        float *o, int64_t ldo) {
+#define AK_PV_CALL(T, R) dec_pv_t(T, R, nk, dv, pt, ldpt, vrows, o, ldo)
     AK_DEC_TYPE_SWITCH(AK_PV_CALL)
 #undef AK_PV_CALL
 }

@@ -387,16 +387,15 @@ AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *
 
 /* o[m][c0 .. c0 + 32*NB) += sum_j p[j][m] v_j (chunks of 32 in layout order) */
 AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, int dv, int c0, const float *pt,
-                        int64_t ldpt, const void *const *vrows, const float *vscale, float *o, int64_t ldo) {
+                        int64_t ldpt, const void *const *vrows, float *o, int64_t ldo) {
     __m512 acc[AK_DEC_DIRECT_ROWS][8];
     for (int m = 0; m < MR; m++)
         for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm512_loadu_ps(o + (size_t)m * ldo + c0 + 16 * u);
     for (int j = 0; j < nk; j++) {
         __m512 vv[8];
         for (int b = 0; b < NB; b++) load32(t, vrows[j], c0 + 32 * b, dv - c0 - 32 * b, &vv[2 * b], &vv[2 * b + 1]);
-        float vs = t == AK_I8 ? vscale[j] : 1.0f;
         for (int m = 0; m < MR; m++) {
-            __m512 pm = _mm512_set1_ps(pt[(size_t)m * ldpt + j] * vs);
+            __m512 pm = _mm512_set1_ps(pt[(size_t)m * ldpt + j]); /* folds into the FMA as a memory broadcast */
             for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm512_fmadd_ps(pm, vv[u], acc[m][u]);
         }
     }
@@ -407,12 +406,12 @@ AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, in
 /* Column blocks of NB chunks (32 columns each): MR * 2NB accumulators + 2NB values stay in registers;
  * one pass over the value rows when dv <= 32 NB. */
 AK_AI void dec_pv_t(const ak_dtype t, const int MR, int nk, int dv, const float *pt, int64_t ldpt,
-                    const void *const *vrows, const float *vscale, float *o, int64_t ldo) {
+                    const void *const *vrows, float *o, int64_t ldo) {
     const int NB = MR <= 2 ? 4 : MR == 3 ? 3 : MR <= 6 ? 2 : 1;
     const int chunks = (dv + 31) / 32;
     int ch = 0;
-    for (; ch + NB <= chunks; ch += NB) dec_pv_block(t, MR, NB, nk, dv, 32 * ch, pt, ldpt, vrows, vscale, o, ldo);
-    for (; ch < chunks; ch++) dec_pv_block(t, MR, 1, nk, dv, 32 * ch, pt, ldpt, vrows, vscale, o, ldo);
+    for (; ch + NB <= chunks; ch += NB) dec_pv_block(t, MR, NB, nk, dv, 32 * ch, pt, ldpt, vrows, o, ldo);
+    for (; ch < chunks; ch++) dec_pv_block(t, MR, 1, nk, dv, 32 * ch, pt, ldpt, vrows, o, ldo);
 }
 
 #define AK_DEC_ROWS_SWITCH(CALL, T)                                                                                     \
@@ -441,8 +440,8 @@ static void dec_qk_avx512(ak_dtype t, int M, int nk, int d, const float *q, int6
 }
 
 static void dec_pv_avx512(ak_dtype t, int M, int nk, int dv, const float *pt, int64_t ldpt, const void *const *vrows,
-                          const float *vscale, float *o, int64_t ldo) {
-#define AK_PV_CALL(T, R) dec_pv_t(T, R, nk, dv, pt, ldpt, vrows, vscale, o, ldo)
+                          float *o, int64_t ldo) {
+#define AK_PV_CALL(T, R) dec_pv_t(T, R, nk, dv, pt, ldpt, vrows, o, ldo)
     AK_DEC_TYPE_SWITCH(AK_PV_CALL)
 #undef AK_PV_CALL
 }
