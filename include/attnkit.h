@@ -129,7 +129,12 @@ AK_API int ak_ctx_get_num_threads(const ak_ctx *ctx);
 AK_API ak_status ak_ctx_set_max_isa(ak_ctx *ctx, ak_isa isa);
 /** The ISA plans on this context will use (detected, capped). */
 AK_API ak_isa ak_ctx_get_isa(const ak_ctx *ctx);
-/** 1 = bitwise-identical results for any thread count (the default; the dense kernel always is). */
+/**
+ * 1 = bitwise-identical results for any thread count (the default). The dense kernel always is; the
+ * decode kernel then splits the keys into a fixed number of runs (64), independent of the threads.
+ * 0 = decode splits into one run per thread (LeanAttention as published): still reproducible for a
+ * fixed thread count. Read when a plan is created.
+ */
 AK_API ak_status ak_ctx_set_deterministic(ak_ctx *ctx, int deterministic);
 /** 1 = route every run through the double-precision reference (same as AK_FORCE_REF=1). */
 AK_API ak_status ak_ctx_set_force_ref(ak_ctx *ctx, int force_ref);
