@@ -426,7 +426,9 @@ AK_API ak_status ak_kv_block_table_to_csr(ak_ctx *ctx, int32_t batch, int32_t pa
  * the caller then advances its own lengths (ak_kv_cache does all of this for you).
  * Capacity: contiguous -> seqlen_b + n_new[b] <= capacity; block_table -> <= max_pages_per_seq *
  * page_size (the pages must already be in the table); CSR -> <= pages_b * page_size.
- * Exceeding it returns AK_ERR_CAPACITY and writes nothing. Sequences are written in parallel.
+ * Exceeding it returns AK_ERR_CAPACITY and writes nothing. Sequences are written in parallel, so
+ * an append in which two rows would land in the same slot (two sequences sharing a page, a page
+ * listed twice) is refused with AK_ERR_OUTPUT_OVERLAP, as is a cache tensor with a zero stride.
  */
 AK_API ak_status ak_kv_append(ak_ctx *ctx, const ak_kv_desc *kv, const ak_kv_tensors *cache, const ak_tensor *k_new,
                               const ak_tensor *v_new, const int32_t *n_new);
@@ -448,7 +450,11 @@ typedef struct ak_kv_cache_config {
 } ak_kv_cache_config;
 
 AK_API void ak_kv_cache_config_init(ak_kv_cache_config *cfg);
-/** Allocate the pools (through the context's allocator, 64-byte aligned) and the tables. */
+/**
+ * Allocate the pools (through the context's allocator, 64-byte aligned, not zero-filled) and the
+ * tables. The cache keeps a pointer to ctx (its errors are reported there): destroy the cache before
+ * the context. A cache is not thread-safe: one thread at a time may append, reset or view.
+ */
 AK_API ak_status ak_kv_cache_create(ak_ctx *ctx, const ak_kv_cache_config *cfg, ak_kv_cache **out);
 AK_API void ak_kv_cache_destroy(ak_kv_cache *cache);
 /**
@@ -460,6 +466,7 @@ AK_API ak_status ak_kv_cache_append(ak_kv_cache *cache, int32_t seq, const ak_te
 /** Drop a sequence: its pages go back to the free list and its length to 0. */
 AK_API ak_status ak_kv_cache_reset(ak_kv_cache *cache, int32_t seq);
 AK_API ak_status ak_kv_cache_seqlen(const ak_kv_cache *cache, int32_t seq, int32_t *len);
+/** Pages on the free list (0 for NULL). */
 AK_API int32_t ak_kv_cache_free_pages(const ak_kv_cache *cache);
 /**
  * Describe sequences seqs[0..n) (in that order) as a CSR-paged ak_kv_desc plus its tensors, for

@@ -162,8 +162,14 @@ ak_status ak__kvmeta_init(const ak_ctx *ctx, const ak_kv_desc *kv, const char *w
             for (int64_t i = 0; i < np; i++) {
                 int32_t pg = src[i];
                 if (pg < 0 || pg >= kv->num_pages) {
-                    st = ak__fail(ctx, AK_ERR_PAGE_OUT_OF_RANGE, "%s: page %lld of sequence %d is page id %d, outside [0, %d)",
-                                  what, (long long)i, b, pg, kv->num_pages);
+                    if (has_fi)
+                        st = ak__fail(ctx, AK_ERR_PAGE_OUT_OF_RANGE,
+                                      "%s.kv_indices[%lld] = %d (page %lld of sequence %d), outside [0, num_pages = %d)",
+                                      what, (long long)(kv->kv_indptr[b] + i), pg, (long long)i, b, kv->num_pages);
+                    else
+                        st = ak__fail(ctx, AK_ERR_PAGE_OUT_OF_RANGE,
+                                      "%s.block_table[%d][%lld] = %d (page %lld of sequence %d), outside [0, num_pages = %d)",
+                                      what, b, (long long)i, pg, (long long)i, b, kv->num_pages);
                     break;
                 }
                 m->pages[m->page_off[b] + i] = pg;

@@ -140,7 +140,8 @@ static ak_status check_room(const ak_ctx *ctx, const ak_kv_desc *kv, const ak_kv
         if (end > used * ps)
             return ak__fail(ctx, AK_ERR_CAPACITY,
                             "kv: sequence %d holds %lld tokens + %lld new = %lld, above its %lld pages (kv_indptr) * "
-                            "page_size %lld = %lld slots (kv_last_page_len[%d] = %d); add pages first",
+                            "page_size %lld = %lld slots (kv_last_page_len[%d] = %d); new pages can only be given "
+                            "through a block_table",
                             b, (long long)len, (long long)n, (long long)end, (long long)used, (long long)ps,
                             (long long)(used * ps), b, kv->kv_last_page_len[b]);
         return AK_OK;
@@ -401,7 +402,11 @@ static ak_status cache_init(ak_kv_cache *kc) {
     m.layout = c->layout;
     m.num_pages = c->num_pages;
     ak_status st = ak__kv_check_tensors(ctx, &m, &kc->pools, "kv_cache", &kc->dst.w);
-    if (st) return ak__fail(ctx, AK_ERR_INTERNAL, "kv_cache: its own pools fail validation: %s", ak_ctx_last_error(ctx));
+    if (st) {
+        char why[sizeof ctx->last_error];
+        memcpy(why, ctx->last_error, sizeof why); /* not an argument of a write into the same buffer */
+        return ak__fail(ctx, AK_ERR_INTERNAL, "kv_cache: its own pools fail validation: %s", why);
+    }
     kc->dst.dt = c->dtype;
     kc->dst.d = c->head_dim;
     kc->dst.dv = c->head_dim_v;
