@@ -502,7 +502,9 @@ AK_API ak_status ak_kv_cache_view(ak_kv_cache *cache, const int32_t *seqs, int32
  * merge, as ak_attn_merge) by the last worker to finish a row -- no worker ever waits.
  * num_workers = 0 picks: 64 when the context is deterministic (the default; the runs then do not
  * depend on the thread count, so results are bitwise identical for every thread count), else the
- * thread count. Results are always bitwise reproducible for a fixed num_workers.
+ * thread count -- in both cases at most ceil(T / 4) for T tiles in all, so that a run has at least
+ * 4 tiles. Results are always bitwise reproducible for a fixed num_workers. Split rows are merged
+ * n-way in double (the LSE merge), so accuracy does not degrade with the number of runs.
  */
 typedef struct ak_decode_desc {
     size_t size;                 /* = sizeof(ak_decode_desc), set by ak_decode_desc_init */
@@ -517,7 +519,7 @@ typedef struct ak_decode_desc {
     int32_t has_alibi, has_sinks, return_lse;
     ak_kv_desc kv;               /* the per-sequence caches */
     const ak_kv_desc *prefix;    /* NULL, or a shared prefix cache (batch 1, same Hkv, d, dv) */
-    int32_t tile_n;              /* keys per Lean tile; 0 = auto (128; 64 when d > 128) */
+    int32_t tile_n;              /* keys per Lean tile, 1 .. 4096; 0 = auto (128; 64 when d or dv > 128) */
     int32_t num_workers;         /* Lean workers (runs); 0 = auto, see above */
 } ak_decode_desc;
 

@@ -133,8 +133,8 @@ static ak_status check_io(const ak_ctx *ctx, const char *name, const ak_tensor *
                           ak_dtype want, int is_out, int allow_f64) {
     ak_status st = ak__check_view(ctx, name, t, nd);
     if (st) return st;
-    int ok = valid_io(t->dtype) || (is_out && allow_f64 && t->dtype == AK_F64) || (nd == 3 && t->dtype == AK_F32) ||
-             (nd == 3 && allow_f64 && t->dtype == AK_F64);
+    int ok = nd == 3 ? t->dtype == AK_F32 || (allow_f64 && t->dtype == AK_F64) /* lse */
+                     : valid_io(t->dtype) || (is_out && allow_f64 && t->dtype == AK_F64);
     if (!ok) return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "%s.dtype = %s is not supported here", name, ak_dtype_name(t->dtype));
     if (t->dtype != want && !(allow_f64 && is_out && t->dtype == AK_F64))
         return ak__fail(ctx, AK_ERR_PLAN_MISMATCH, "%s.dtype = %s but the descriptor says %s", name,
@@ -166,22 +166,32 @@ ak_status ak__dcheck_tensors(const ak_ctx *ctx, const ak_dproblem *p, const ak_d
         return st;
     if ((st = ak__kv_check_tensors(ctx, &p->kv, &t->kv, "kv", kv))) return st;
     if (p->has_prefix && (st = ak__kv_check_tensors(ctx, &p->pre, &t->prefix, "prefix", pre))) return st;
-    const ak_tensor *ins[6] = {&t->q, &t->kv.k, &t->kv.v, NULL, NULL, NULL};
+    if (d->return_lse && (st = check_io(ctx, "lse", &t->lse, 3, ls, AK_F32, 1, allow_f64))) return st;
+    /* outputs may not overlap any input (q, every cache tensor read) nor each other */
+    const ak_tensor *ins[9] = {&t->q, &t->kv.k, &t->kv.v, NULL, NULL, NULL, NULL, NULL, NULL};
+    const char *names[9] = {"q", "kv.k", "kv.v", "kv.k_scale", "kv.v_scale", "prefix.k", "prefix.v", "prefix.k_scale",
+                            "prefix.v_scale"};
     if (p->kv.dtype == AK_I8) {
         ins[3] = &t->kv.k_scale;
         ins[4] = &t->kv.v_scale;
     }
-    for (int i = 0; i < 5; i++)
-        if (ins[i] && ak__ranges_overlap(&t->o, ins[i]))
-            return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "o overlaps the memory of q or of the KV cache");
-    if (p->has_prefix && (ak__ranges_overlap(&t->o, &t->prefix.k) || ak__ranges_overlap(&t->o, &t->prefix.v)))
-        return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "o overlaps the prefix cache");
-    if (d->return_lse) {
-        if ((st = check_io(ctx, "lse", &t->lse, 3, ls, AK_F32, 1, allow_f64))) return st;
-        if (ak__ranges_overlap(&t->lse, &t->o) || ak__ranges_overlap(&t->lse, &t->q) ||
-            ak__ranges_overlap(&t->lse, &t->kv.k) || ak__ranges_overlap(&t->lse, &t->kv.v))
-            return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "lse overlaps o, q or the KV cache");
+    if (p->has_prefix) {
+        ins[5] = &t->prefix.k;
+        ins[6] = &t->prefix.v;
+        if (p->pre.dtype == AK_I8) {
+            ins[7] = &t->prefix.k_scale;
+            ins[8] = &t->prefix.v_scale;
+        }
     }
+    for (int i = 0; i < 9; i++) {
+        if (!ins[i]) continue;
+        if (ak__ranges_overlap(&t->o, ins[i]))
+            return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "o overlaps the memory of %s", names[i]);
+        if (d->return_lse && ak__ranges_overlap(&t->lse, ins[i]))
+            return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "lse overlaps the memory of %s", names[i]);
+    }
+    if (d->return_lse && ak__ranges_overlap(&t->lse, &t->o))
+        return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "lse overlaps o");
     if (d->has_alibi) {
         const ak_tensor *a = &t->alibi_slopes;
         if (a->ndim != 1 && a->ndim != 2)

@@ -242,9 +242,6 @@ static inline void ak__kv_locate(const ak_kvmeta *m, int32_t b, int64_t tok, int
     }
 }
 
-/* In place: (oa, la) <- LSE merge of (oa, la) and (ob, lb) over n floats (as ak_attn_merge). */
-void ak__merge_row(float *oa, float *la, const float *ob, float lb, int64_t n);
-
 /* The f32 kernel table for an ISA (the best built one at or below it). */
 const ak_fwd_kernels *ak__kernel_for(ak_isa isa);
 

@@ -206,6 +206,9 @@ static ak_status check_kv_tensor(const ak_ctx *ctx, const ak_kvmeta *m, const ak
     ak_status st = ak__check_view(ctx, full, t, nd);
     if (st) return st;
     ak_dtype want = is_scale ? AK_F32 : m->dtype;
+    if (is_scale ? t->dtype != AK_F32 : !valid_kv_dtype(t->dtype))
+        return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "%s.dtype = %s: %s", full, ak_dtype_name(t->dtype),
+                        is_scale ? "scales are f32" : "a KV cache holds f32, bf16, f16 or i8");
     if (t->dtype != want)
         return ak__fail(ctx, AK_ERR_PLAN_MISMATCH, "%s.dtype = %s but the cache is described as %s", full,
                         ak_dtype_name(t->dtype), ak_dtype_name(want));

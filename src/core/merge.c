@@ -57,7 +57,7 @@ static ak_status check_alias(const ak_ctx *ctx, const char *name, const ak_tenso
 }
 
 /* LSE weights of two partials: w_a = e^(la - lse), w_b = e^(lb - lse); both 0 and lse = -inf when
- * neither has mass. Shared by ak_attn_merge and the split-KV decode executor. */
+ * neither has mass. */
 static void merge_weights(float la, float lb, float *wa, float *wb, float *lse) {
     float mx = la > lb ? la : lb;
     *wa = *wb = 0.0f;
@@ -69,13 +69,6 @@ static void merge_weights(float la, float lb, float *wa, float *wb, float *lse) 
         *wb = eb / s;
         *lse = mx + logf(s);
     }
-}
-
-void ak__merge_row(float *oa, float *la, const float *ob, float lb, int64_t n) {
-    float wa, wb, lse;
-    merge_weights(*la, lb, &wa, &wb, &lse);
-    for (int64_t c = 0; c < n; c++) oa[c] = (wa != 0.0f ? wa * oa[c] : 0.0f) + (wb != 0.0f ? wb * ob[c] : 0.0f);
-    *la = lse;
 }
 
 ak_status ak_attn_merge(ak_ctx *ctx, const ak_tensor *o_a, const ak_tensor *lse_a, const ak_tensor *o_b,

@@ -154,32 +154,52 @@ static void write_row(const ak_dproblem *p, const ak_decode_tensors *t, int32_t 
         ((float *)t->lse.data)[bi * t->lse.stride[0] + (int64_t)h * t->lse.stride[1] + row * t->lse.stride[2]] = (float)lse;
 }
 
-/* Merge every partial of output group gi in a fixed order (the group's own pieces, then the prefix's)
- * and write it. Partial slots hold O[M][dv] then lse[M]; the first slot accumulates in place. */
+/* Merge every partial of output group gi and write it. The LSE merge of ak_attn_merge, applied
+ * n-way in one pass: lse = mx + log sum_i e^(lse_i - mx), O = sum_i e^(lse_i - lse) O_i, accumulated
+ * in double so that the error does not grow with the number of pieces; the order is fixed (the
+ * group's own pieces, then the prefix's), so the result depends on the plan only. Partial slots hold
+ * O[M][dv] then lse[M]; the result overwrites the first partial's row. */
 static void merge_group(const ak_dplan *dp, const ak_decode_tensors *t, int32_t gi, float *part) {
     const ak_dproblem *p = &dp->p;
     const ak_dgroup *g = &dp->groups[gi];
     const int dv = p->dv;
     const int32_t nq = (int32_t)ak__dnq(p, g->b), rows = g->nh * nq;
-    float *acc = NULL, *acc_lse = NULL;
-    int32_t segs[2] = {g->seg_own, g->seg_pre};
-    for (int k = 0; k < 2; k++) {
-        if (segs[k] < 0) continue;
-        const ak_dseg *sg = &dp->segs[segs[k]];
-        int32_t r0 = k == 0 ? 0 : g->pre_row0;
-        for (int32_t pi = 0; pi < sg->n_pieces; pi++) {
-            float *slot = part + dp->pieces[sg->first_piece + pi].slot;
-            float *o = slot + (size_t)r0 * dv, *lse = slot + (size_t)sg->M * dv + r0;
-            if (!acc) {
-                acc = o;
-                acc_lse = lse;
-                continue;
+    const int32_t segs[2] = {g->seg_own, g->seg_pre};
+    double acc[AK_MAX_HEAD_DIM];
+    for (int32_t r = 0; r < rows; r++) {
+        double mx = -INFINITY;
+        float *first = NULL;
+        for (int pass = 0; pass < 2; pass++) { /* pass 0: the max; pass 1: the weighted sum */
+            double wsum = 0.0;
+            if (pass == 1) {
+                if (mx == -INFINITY) break;
+                for (int c = 0; c < dv; c++) acc[c] = 0.0;
             }
-            for (int32_t r = 0; r < rows; r++) ak__merge_row(acc + (size_t)r * dv, &acc_lse[r], o + (size_t)r * dv, lse[r], dv);
+            for (int k = 0; k < 2; k++) {
+                if (segs[k] < 0) continue;
+                const ak_dseg *sg = &dp->segs[segs[k]];
+                const int32_t row = (k == 0 ? 0 : g->pre_row0) + r;
+                for (int32_t pi = 0; pi < sg->n_pieces; pi++) {
+                    float *slot = part + dp->pieces[sg->first_piece + pi].slot;
+                    float *o = slot + (size_t)row * dv;
+                    double lse = slot[(size_t)sg->M * dv + row];
+                    if (!first) first = o;
+                    if (pass == 0) {
+                        if (lse > mx) mx = lse;
+                    } else if (lse != -INFINITY) {
+                        double w = exp(lse - mx);
+                        wsum += w;
+                        for (int c = 0; c < dv; c++) acc[c] += w * o[c];
+                    }
+                }
+            }
+            if (pass == 1) {
+                for (int c = 0; c < dv; c++) first[c] = (float)(acc[c] / wsum);
+                mx += log(wsum);
+            }
         }
+        write_row(p, t, g->b, g->h0 + r / nq, r % nq, mx == -INFINITY ? NULL : first, mx);
     }
-    for (int32_t r = 0; r < rows; r++)
-        write_row(p, t, g->b, g->h0 + r / nq, r % nq, acc ? acc + (size_t)r * dv : NULL, acc ? acc_lse[r] : -INFINITY);
 }
 
 static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_decode_tensors *t, const ak_kvview *kvw,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #define AK_AI static inline __attribute__((always_inline))
+#define AK_DEC_PF 8 /* decode: prefetch distance in keys */
 
 AK_AI void qk_tile(const int MR, int d, const float *k, int64_t ldk, const float *qt, int64_t ldqt, __m256 scale,
                    float *st, int64_t ldst) {
@@ -248,7 +249,11 @@ AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *
                     const float *kscale, float scale, float *st, int64_t ldst) {
     const int KB = MR <= 3 ? 4 : 2;
     int j = 0;
+    const size_t row_bytes = (size_t)d * (t == AK_F32 ? 4 : t == AK_I8 ? 1 : 2);
     for (; j + KB <= nk; j += KB) {
+        /* rows a few keys ahead: pages scatter rows where the hardware prefetcher cannot follow */
+        for (int k = 0; k < KB && j + AK_DEC_PF + k < nk; k++)
+            for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char *)krows[j + AK_DEC_PF + k] + b, 0, 3);
         __m256 a[4][AK_DEC_DIRECT_ROWS];
         for (int k = 0; k < KB; k++)
             for (int m = 0; m < MR; m++) a[k][m] = _mm256_setzero_ps();
@@ -297,7 +302,10 @@ AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, in
     __m256 acc[AK_DEC_DIRECT_ROWS][6];
     for (int m = 0; m < MR; m++)
         for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm256_loadu_ps(o + (size_t)m * ldo + c0 + 8 * u);
+    const size_t row_bytes = (size_t)dv * (t == AK_F32 ? 4 : t == AK_I8 ? 1 : 2);
     for (int j = 0; j < nk; j++) {
+        if (c0 == 0 && j + AK_DEC_PF < nk)
+            for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char *)vrows[j + AK_DEC_PF] + b, 0, 3);
         __m256 vv[6];
         for (int b = 0; b < NB; b++) load16x(t, vrows[j], c0 + 16 * b, dv - c0 - 16 * b, &vv[2 * b], &vv[2 * b + 1]);
         for (int m = 0; m < MR; m++) {

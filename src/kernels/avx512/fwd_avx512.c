@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #define AK_AI static inline __attribute__((always_inline))
+#define AK_DEC_PF 8 /* decode: prefetch distance in keys */
 
 /* Broadcast into a register, used by NV FMAs. Without the empty asm the compiler folds the broadcast
  * into every FMA ({1to16} memory operand): NV loads per broadcast, and the load ports become the limit. */
@@ -341,7 +342,11 @@ AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *
                     const float *kscale, float scale, float *st, int64_t ldst) {
     const int KB = MR <= 3 ? 4 : 2;
     int j = 0;
+    const size_t row_bytes = (size_t)d * (t == AK_F32 ? 4 : t == AK_I8 ? 1 : 2);
     for (; j + KB <= nk; j += KB) {
+        /* rows a few keys ahead: pages scatter rows where the hardware prefetcher cannot follow */
+        for (int k = 0; k < KB && j + AK_DEC_PF + k < nk; k++)
+            for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char *)krows[j + AK_DEC_PF + k] + b, 0, 3);
         __m512 a[4][AK_DEC_DIRECT_ROWS];
         for (int k = 0; k < KB; k++)
             for (int m = 0; m < MR; m++) a[k][m] = _mm512_setzero_ps();
@@ -391,7 +396,10 @@ AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, in
     __m512 acc[AK_DEC_DIRECT_ROWS][8];
     for (int m = 0; m < MR; m++)
         for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm512_loadu_ps(o + (size_t)m * ldo + c0 + 16 * u);
+    const size_t row_bytes = (size_t)dv * (t == AK_F32 ? 4 : t == AK_I8 ? 1 : 2);
     for (int j = 0; j < nk; j++) {
+        if (c0 == 0 && j + AK_DEC_PF < nk)
+            for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char *)vrows[j + AK_DEC_PF] + b, 0, 3);
         __m512 vv[8];
         for (int b = 0; b < NB; b++) load32(t, vrows[j], c0 + 32 * b, dv - c0 - 32 * b, &vv[2 * b], &vv[2 * b + 1]);
         for (int m = 0; m < MR; m++) {
