@@ -150,7 +150,8 @@ typedef struct ak_fwd_kernels {
      * the per-row scale when t is AK_I8, else unused):
      * rows_f32: dst[j][c] = rows[j][c] (* scales[j]) for c < cols; columns [cols, roundup16(cols)) = 0 */
     void (*rows_f32)(ak_dtype t, int n, int cols, const void *const *rows, const float *scales, float *dst, int64_t ld);
-    /* kt_pack: kt[c][j] = rows[j][c] (* scales[j]) for c < d, j < n; lanes [n, roundup16(n)) = 0 */
+    /* kt_pack: kt[c][j] = rows[j][c] (* scales[j]) for c < d, j < n; lanes [n, roundup16(n)) = 0
+     * (used only by tables without dec_qk: the portable version serves) */
     void (*kt_pack)(ak_dtype t, int n, int d, const void *const *rows, const float *scales, float *kt, int64_t ldkt);
     /* Optional (NULL: the framework packs tiles with kt_pack / rows_f32 instead): decode products for
      * a few rows (1 <= M <= AK_DEC_DIRECT_ROWS) that read K and V in the cache dtype, no tile copies.

@@ -202,6 +202,23 @@ static void to_f32_avx2(ak_dtype t, const void *src, float *dst, int64_t n) {
     for (; i < n; i++) dst[i] = ak__load(src, t, i);
 }
 
+/* Decode tile rows to f32 (see ak_fwd_kernels.rows_f32). */
+static void rows_f32_avx2(ak_dtype t, int n, int cols, const void *const *rows, const float *scales, float *dst,
+                          int64_t ld) {
+    int cpad = (cols + 15) / 16 * 16;
+    for (int j = 0; j < n; j++) {
+        float *d = dst + (size_t)j * ld;
+        if (t == AK_I8) {
+            const int8_t *r = (const int8_t *)rows[j];
+            float sc = scales[j];
+            for (int c = 0; c < cols; c++) d[c] = (float)r[c] * sc;
+        } else {
+            to_f32_avx2(t, rows[j], d, cols);
+        }
+        for (int c = cols; c < cpad; c++) d[c] = 0.0f;
+    }
+}
+
 /* ---- decode products straight from the cache (a few query rows, no tile copies) ----
  * Chunks of 16 elements; for bf16 a chunk is one 32-byte load split into its even elements
  * (dword << 16) and odd elements (dword & 0xffff0000), so q and o hold each chunk as
@@ -415,6 +432,6 @@ static void softmax_rows_avx2(int M, int n, float *s, int64_t lds, float *m, flo
 
 const ak_fwd_kernels ak_fwd_kernels_avx2 = {
     "ak_k_fwd_f32_6x16__avx2", AK_ISA_AVX2, qk_avx2, pv_avx2, softmax_avx2, rescale_avx2, mask_avx2, softcap_avx2, to_f32_avx2,
-    ak__rows_f32_c, ak__kt_pack_c, dec_qk_avx2, dec_pv_avx2, dec_layout_avx2,
+    rows_f32_avx2, ak__kt_pack_c, dec_qk_avx2, dec_pv_avx2, dec_layout_avx2,
     softmax_rows_avx2,
 };

@@ -239,63 +239,6 @@ static void rows_f32_avx512(ak_dtype t, int n, int cols, const void *const *rows
     }
 }
 
-/* In-register 16x16 transpose: r[i] = row i (16 columns) -> r[c] = column c (16 rows). */
-AK_AI void transpose16(__m512 r[16]) {
-    __m512 a[16], b[16];
-    for (int k = 0; k < 8; k++) {
-        a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    for (int k = 0; k < 4; k++) {
-        __m512d x0 = _mm512_castps_pd(a[4 * k]), x1 = _mm512_castps_pd(a[4 * k + 1]);
-        __m512d x2 = _mm512_castps_pd(a[4 * k + 2]), x3 = _mm512_castps_pd(a[4 * k + 3]);
-        b[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));     /* columns 0,4,8,12 of rows 4k..4k+3 */
-        b[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2)); /* columns 1,5,9,13 */
-        b[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3)); /* columns 2,6,10,14 */
-        b[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3)); /* columns 3,7,11,15 */
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512 e0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), e1 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
-        __m512 f0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE), f1 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_f32x4(e0, e1, 0x88);
-        r[4 + c] = _mm512_shuffle_f32x4(e0, e1, 0xDD);
-        r[8 + c] = _mm512_shuffle_f32x4(f0, f1, 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(f0, f1, 0xDD);
-    }
-}
-
-/* kt_pack for one dtype (inlined with t constant, so the conversion is chosen at compile time). */
-AK_AI void kt_pack_t(const ak_dtype t, int n, int d, const void *const *rows, const float *scales, float *kt,
-                     int64_t ldkt) {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    for (int j0 = 0; j0 < n; j0 += 16) {
-        int nj = n - j0 < 16 ? n - j0 : 16;
-        for (int c = 0; c < d; c += 16) {
-            int nc = d - c < 16 ? d - c : 16;
-            __m512 r[16];
-            if (nj == 16 && nc == 16) {
-                for (int i = 0; i < 16; i++) r[i] = load16(t, rows[j0 + i], c, 16, t == AK_I8 ? _mm512_set1_ps(scales[j0 + i]) : one);
-            } else {
-                for (int i = 0; i < 16; i++)
-                    r[i] = i < nj ? load16(t, rows[j0 + i], c, nc, t == AK_I8 ? _mm512_set1_ps(scales[j0 + i]) : one)
-                                  : _mm512_setzero_ps();
-            }
-            transpose16(r);
-            for (int i = 0; i < nc; i++) _mm512_storeu_ps(kt + (size_t)(c + i) * ldkt + j0, r[i]);
-        }
-    }
-}
-
-static void kt_pack_avx512(ak_dtype t, int n, int d, const void *const *rows, const float *scales, float *kt,
-                           int64_t ldkt) {
-    switch (t) {
-    case AK_BF16: kt_pack_t(AK_BF16, n, d, rows, scales, kt, ldkt); break;
-    case AK_F16: kt_pack_t(AK_F16, n, d, rows, scales, kt, ldkt); break;
-    case AK_I8: kt_pack_t(AK_I8, n, d, rows, scales, kt, ldkt); break;
-    default: kt_pack_t(AK_F32, n, d, rows, scales, kt, ldkt); break;
-    }
-}
-
 /* ---- decode products straight from the cache (a few query rows, no tile copies) ----
  * Elements come in chunks of 32. For bf16 a chunk is one 64-byte load split into its even elements
  * (dword << 16) and odd elements (dword & 0xffff0000): two port-0 ops instead of a port-5 widening,
@@ -504,6 +447,6 @@ static void softmax_rows_avx512(int M, int n, float *s, int64_t lds, float *m, f
 
 const ak_fwd_kernels ak_fwd_kernels_avx512 = {
     "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, mask_avx512, softcap_avx512, to_f32_avx512,
-    rows_f32_avx512, kt_pack_avx512, dec_qk_avx512, dec_pv_avx512, dec_layout_avx512,
+    rows_f32_avx512, ak__kt_pack_c, dec_qk_avx512, dec_pv_avx512, dec_layout_avx512,
     softmax_rows_avx512,
 };
