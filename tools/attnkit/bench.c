@@ -8,6 +8,12 @@
  * bf16 dot peak for bf16/f16 inputs (the fp32 FMA peak when the CPU has no bf16 dot).
  * Output: a human table (default), -o csv|json|jsonl with every field on every row, or -o md with
  * the problem string (all shape parameters), build, CPU, ISA, threads, kernel, times and % of peak.
+ *
+ * Decode problems (decode_...): caches filled once (decode.c), the plan made before the fill, one
+ * workspace; the timed call is ak_decode_run. KV bytes = what a call must read from the caches (K and
+ * V rows of the visible keys of every KV head, plus the i8 scales; the shared prefix once); GB/s from
+ * the median time; % of peak against the DRAM read bandwidth ak_measure_peak measured in this run.
+ * Their rows have their own fields, so md and csv start a new table when the kind of problem changes.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -79,14 +85,16 @@ static void write_json_row(FILE *out, const row *r) {
 /* The md table keeps it readable: the problem string carries every shape parameter. */
 static int in_md(const char *key) {
     static const char *keys[] = {"problem", "build_commit", "cpu", "isa", "threads", "kernel", "reps",
-                                 "median_ms", "min_ms", "stddev_ms", "gflops", "ceiling", "pct_peak"};
+                                 "median_ms", "min_ms", "stddev_ms", "gflops", "kv_mb", "gbs", "ceiling",
+                                 "pct_peak"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (strcmp(key, keys[i]) == 0) return 1;
     return 0;
 }
 
-static void write_header(FILE *out, const row *r, out_format fmt) {
-    if (fmt == OUT_JSON) fprintf(out, "[\n");
+static void write_header(FILE *out, const row *r, out_format fmt, int first) {
+    if (fmt == OUT_JSON && first) fprintf(out, "[\n");
+    if (!first && (fmt == OUT_CSV || fmt == OUT_MD)) fprintf(out, "\n");
     if (fmt == OUT_CSV) {
         for (int i = 0; i < r->n; i++) fprintf(out, "%s%s", i ? "," : "", r->f[i].key);
         fprintf(out, "\n");
@@ -129,6 +137,7 @@ typedef struct bench_env {
 /* Timings of one problem. */
 typedef struct timing {
     double median_ms, min_ms, mean_ms, stddev_ms, flops;
+    double kv_bytes;      /* decode: cache bytes one call must read */
     char kernel[128];
 } timing;
 
@@ -196,6 +205,20 @@ static void make_row(row *r, const bench_env *env, const options *o, const probl
     add_num(r, "peak_dram_gbs", env->have_peak ? env->peak.dram_read_gbs : NAN);
 }
 
+/* Median, min, mean and sample stddev of n times. */
+static void stats(const double *ms, int n, timing *t) {
+    double sum = 0, sq = 0;
+    t->min_ms = ms[0];
+    for (int r = 0; r < n; r++) {
+        sum += ms[r];
+        if (ms[r] < t->min_ms) t->min_ms = ms[r];
+    }
+    t->mean_ms = sum / n;
+    for (int r = 0; r < n; r++) sq += (ms[r] - t->mean_ms) * (ms[r] - t->mean_ms);
+    t->stddev_ms = n > 1 ? sqrt(sq / (n - 1)) : 0.0;
+    t->median_ms = median_of(ms, n);
+}
+
 /* Time one problem. 0 = ok; else the error is printed to stderr. */
 static int time_problem(ak_ctx *ctx, const options *o, inputs *in, timing *t) {
     ak_plan *plan = NULL;
@@ -212,16 +235,7 @@ static int time_problem(ak_ctx *ctx, const options *o, inputs *in, timing *t) {
         ms[r] = (now_seconds() - t0) * 1e3;
     }
     if (st == AK_OK) {
-        double sum = 0, sq = 0;
-        t->min_ms = ms[0];
-        for (int r = 0; r < o->reps; r++) {
-            sum += ms[r];
-            if (ms[r] < t->min_ms) t->min_ms = ms[r];
-        }
-        t->mean_ms = sum / o->reps;
-        for (int r = 0; r < o->reps; r++) sq += (ms[r] - t->mean_ms) * (ms[r] - t->mean_ms);
-        t->stddev_ms = o->reps > 1 ? sqrt(sq / (o->reps - 1)) : 0.0;
-        t->median_ms = median_of(ms, o->reps);
+        stats(ms, o->reps, t);
         t->flops = useful_flops(in);
         snprintf(t->kernel, sizeof(t->kernel), "%s", ak_plan_kernel_name(plan));
     } else {
@@ -233,7 +247,152 @@ static int time_problem(ak_ctx *ctx, const options *o, inputs *in, timing *t) {
     return st == AK_OK ? 0 : -1;
 }
 
-static void human_preamble(const bench_env *env, const options *o, int name_w) {
+/* ---- decode problems ---- */
+
+/* All fields of one decode row, in output order. */
+static void make_drow(row *r, const bench_env *env, const options *o, const dinputs *in, const timing *t) {
+    const problem *p = &in->p;
+    char name[512], x[64];
+    double gflops = t->flops / (t->median_ms * 1e-3) * 1e-9, gbs = t->kv_bytes / (t->median_ms * 1e-3) * 1e-9;
+    int64_t lmin = INT64_MAX, lmax = 0, ltot = 0;
+    for (int b = 0; b < p->B; b++) {
+        int64_t l = dinputs_len(in, b);
+        ltot += l;
+        if (l < lmin) lmin = l;
+        if (l > lmax) lmax = l;
+    }
+    r->n = 0;
+    problem_format(p, name, sizeof(name));
+    add_str(r, "problem", name);
+    add_int(r, "batch", p->B);
+    add_int(r, "heads_q", p->Hq);
+    add_int(r, "heads_kv", p->Hkv);
+    add_int(r, "q_len", p->Lq);
+    add_int(r, "kv_len", p->Lk);
+    add_int(r, "kv_len_min", lmin);
+    add_int(r, "kv_len_max", lmax);
+    add_int(r, "kv_tokens", ltot);
+    add_int(r, "prefix", p->prefix);
+    add_int(r, "head_dim", p->d);
+    add_int(r, "head_dim_v", p->dv);
+    add_int(r, "causal", p->causal);
+    add_int(r, "window_left", p->win_left);
+    add_int(r, "window_right", p->win_right);
+    add_num(r, "softcap", p->softcap);
+    add_int(r, "alibi", p->alibi);
+    add_int(r, "sinks", p->sinks);
+    add_int(r, "lse", p->lse);
+    format_float(isnan(p->scale) ? (float)(1.0 / sqrt((double)p->d)) : p->scale, x, sizeof(x));
+    add_num(r, "scale", strtod(x, NULL));
+    add_str(r, "dtype_q", ak_dtype_name(p->dt_q));
+    add_str(r, "dtype_kv", ak_dtype_name(p->dt_kv));
+    add_str(r, "dtype_o", ak_dtype_name(p->dt_o));
+    add_int(r, "page_size", p->page);
+    add_str(r, "page_layout", p->page == 0 ? "contiguous" : p->hnd ? "hnd" : "nhd");
+    add_str(r, "metadata", p->page == 0 ? "seqlens" : p->csr ? "csr" : "block_table");
+    add_int(r, "ragged", p->ragged);
+    add_int(r, "num_workers", p->workers);
+    add_int(r, "tile_n", p->tile);
+    add_str(r, "build_commit", env->commit);
+    add_str(r, "cpu", env->cpu);
+    add_str(r, "isa", env->isa);
+    add_int(r, "threads", env->threads);
+    add_str(r, "kernel", t->kernel);
+    add_int(r, "reps", o->reps);
+    add_int(r, "warmup", o->warmup);
+    add_num(r, "median_ms", t->median_ms);
+    add_num(r, "min_ms", t->min_ms);
+    add_num(r, "mean_ms", t->mean_ms);
+    add_num(r, "stddev_ms", t->stddev_ms);
+    add_num(r, "kv_bytes", t->kv_bytes);
+    add_num(r, "kv_mb", t->kv_bytes * 1e-6);
+    add_num(r, "gbs", gbs);
+    add_num(r, "visible_pairs", dinputs_visible_pairs(in));
+    add_num(r, "gflop", t->flops * 1e-9);
+    add_num(r, "gflops", gflops);
+    add_str(r, "ceiling", env->have_peak ? "dram_read" : "none");
+    add_num(r, "ceiling_gbs", env->have_peak ? env->peak.dram_read_gbs : NAN);
+    add_num(r, "pct_peak", env->have_peak && env->peak.dram_read_gbs > 0 ? 100.0 * gbs / env->peak.dram_read_gbs : NAN);
+    add_num(r, "peak_fma_f32_gflops", env->have_peak ? env->peak.fma_f32_gflops : NAN);
+    add_num(r, "peak_dot_bf16_gflops", env->have_peak ? env->peak.dot_bf16_gflops : NAN);
+    add_num(r, "peak_dram_gbs", env->have_peak ? env->peak.dram_read_gbs : NAN);
+}
+
+/* Time one decode problem (its plan was made with the inputs). 0 = ok; else the error is printed. */
+static int time_decode(ak_ctx *ctx, const options *o, dinputs *in, timing *t) {
+    void *ws = NULL;
+    double *ms = malloc(sizeof(double) * (size_t)o->reps);
+    size_t ws_size = ak_plan_workspace_size(in->plan);
+    ak_status st = ms ? AK_OK : AK_ERR_OUT_OF_MEMORY;
+    if (st == AK_OK && ws_size > 0 && !(ws = xalloc(ws_size))) st = AK_ERR_OUT_OF_MEMORY;
+    if (st == AK_OK && o->explain) fprintf(stderr, "%s", ak_plan_explain(in->plan));   /* -v: the library prints it */
+    for (int w = 0; st == AK_OK && w < o->warmup; w++) st = ak_decode_run(in->plan, &in->t, ws, ws_size);
+    for (int r = 0; st == AK_OK && r < o->reps; r++) {
+        double t0 = now_seconds();
+        st = ak_decode_run(in->plan, &in->t, ws, ws_size);
+        ms[r] = (now_seconds() - t0) * 1e3;
+    }
+    if (st == AK_OK) {
+        stats(ms, o->reps, t);
+        t->flops = 2.0 * (double)(in->p.d + in->p.dv) * dinputs_visible_pairs(in) * (double)in->p.Hq;
+        t->kv_bytes = dinputs_kv_bytes(in);
+        snprintf(t->kernel, sizeof(t->kernel), "%s", ak_plan_kernel_name(in->plan));
+    } else {
+        fprintf(stderr, "attnkit: %s\n", error_text(ctx, st));
+    }
+    free(ws);
+    free(ms);
+    return st == AK_OK ? 0 : -1;
+}
+
+static void human_dheader(int name_w) {
+    printf("%-*s  %-30s %10s %10s %8s %9s %8s %7s\n", name_w, "problem", "kernel", "median ms", "min ms",
+           "stddev", "KV MB", "GB/s", "% DRAM");
+}
+
+static void human_drow(const bench_env *env, const dinputs *in, const timing *t, int name_w) {
+    char name[512], pct[32];
+    double gbs = t->kv_bytes / (t->median_ms * 1e-3) * 1e-9;
+    problem_format(&in->p, name, sizeof(name));
+    if (env->have_peak && env->peak.dram_read_gbs > 0) snprintf(pct, sizeof(pct), "%.1f%%", 100.0 * gbs / env->peak.dram_read_gbs);
+    else snprintf(pct, sizeof(pct), "-");
+    printf("%-*s  %-30s %10.3f %10.3f %8.3f %9.1f %8.2f %7s\n", name_w, name, t->kernel, t->median_ms, t->min_ms,
+           t->stddev_ms, t->kv_bytes * 1e-6, gbs, pct);
+    fflush(stdout);
+}
+
+/* Bench one decode problem: a row in the chosen format. 0 = ok. */
+static int bench_decode(ak_ctx *ctx, const options *o, const bench_env *env, const problem *p, int name_w,
+                        int *rows, int *last_kind) {
+    static row r;
+    dinputs in;
+    timing t;
+    char err[256], name[512];
+    memset(&t, 0, sizeof(t));
+    problem_format(p, name, sizeof(name));
+    if (dinputs_create(ctx, p, o->seed, &in, err, sizeof(err)) != 0) {
+        fprintf(stderr, "attnkit: %s: %s\n", name, err);
+        return -1;
+    }
+    int rc = time_decode(ctx, o, &in, &t);
+    if (rc != 0) {
+        fprintf(stderr, "attnkit: bench %s failed\n", name);
+    } else if (o->out == OUT_HUMAN) {
+        if (*last_kind != 1) human_dheader(name_w);
+        human_drow(env, &in, &t, name_w);
+        *last_kind = 1;
+    } else {
+        make_drow(&r, env, o, &in, &t);
+        if (*last_kind != 1) write_header(stdout, &r, o->out, *rows == 0);
+        write_row(stdout, &r, o->out, *rows);
+        ++*rows;
+        *last_kind = 1;
+    }
+    dinputs_free(&in);
+    return rc;
+}
+
+static void human_preamble(const bench_env *env, const options *o, int any_dense, int any_decode) {
     printf("attnkit bench: %s | isa %s | %d threads | commit %s | %d reps after %d warm-up\n", env->cpu,
            env->isa, env->threads, env->commit, o->reps, o->warmup);
     if (env->have_peak) {
@@ -241,9 +400,16 @@ static void human_preamble(const bench_env *env, const options *o, int name_w) {
         if (env->peak.dot_bf16_gflops > 0) printf("%.1f GFLOP/s", env->peak.dot_bf16_gflops);
         else printf("n/a");
         printf(" | DRAM read %.1f GB/s\n", env->peak.dram_read_gbs);
-        printf("%% peak = useful GFLOP/s (causal/window: visible pairs only) / ceiling "
-               "(fma_f32 for f32 inputs, dot_bf16 for bf16/f16 inputs when the CPU has it)\n");
+        if (any_dense)
+            printf("%% peak = useful GFLOP/s (causal/window: visible pairs only) / ceiling "
+                   "(fma_f32 for f32 inputs, dot_bf16 for bf16/f16 inputs when the CPU has it)\n");
+        if (any_decode)
+            printf("%% DRAM = KV bytes a call must read (K+V of the visible keys, i8 scales) / median time / "
+                   "DRAM read peak\n");
     }
+}
+
+static void human_header(int name_w) {
     printf("%-*s  %-30s %10s %10s %8s %9s %7s %s\n", name_w, "problem", "kernel", "median ms", "min ms",
            "stddev", "GFLOP/s", "% peak", "ceiling");
 }
@@ -263,7 +429,8 @@ static void human_row(const bench_env *env, const problem *p, const timing *t, i
 
 int mode_bench(const options *o, char **specs, int n_specs) {
     problem *probs = NULL;
-    int n = 0, failed = 0, rows = 0, name_w = 8;
+    int n = 0, failed = 0, rows = 0, name_w = 8, any_dense = 0, any_decode = 0;
+    int last_kind = -1;   /* 0 = dense, 1 = decode: md/csv/human start a new table when it changes */
     if (problems_from_args(specs, n_specs, &probs, &n) != 0) return 2;
     ak_ctx *ctx = NULL;
     if (ctx_from_options(o, 0, &ctx) != 0) { free(probs); return 1; }
@@ -283,14 +450,20 @@ int mode_bench(const options *o, char **specs, int n_specs) {
         char name[512];
         problem_format(&probs[i], name, sizeof(name));
         if ((int)strlen(name) > name_w) name_w = (int)strlen(name);
+        any_decode |= probs[i].decode;
+        any_dense |= !probs[i].decode;
     }
-    if (o->out == OUT_HUMAN) human_preamble(&env, o, name_w);
+    if (o->out == OUT_HUMAN) human_preamble(&env, o, any_dense, any_decode);
     static row r;
     for (int i = 0; i < n; i++) {
         inputs in;
         timing t;
         char err[256];
         memset(&t, 0, sizeof(t));
+        if (probs[i].decode) {
+            failed += bench_decode(ctx, o, &env, &probs[i], name_w, &rows, &last_kind) != 0;
+            continue;
+        }
         if (inputs_create(&probs[i], o->seed, &in, err, sizeof(err)) != 0) {
             fprintf(stderr, "attnkit: %s\n", err);
             failed++;
@@ -302,12 +475,15 @@ int mode_bench(const options *o, char **specs, int n_specs) {
             fprintf(stderr, "attnkit: bench %s failed\n", name);
             failed++;
         } else if (o->out == OUT_HUMAN) {
+            if (last_kind != 0) human_header(name_w);
             human_row(&env, &probs[i], &t, name_w);
+            last_kind = 0;
         } else {
             make_row(&r, &env, o, &probs[i], &in, &t);
-            if (rows == 0) write_header(stdout, &r, o->out);
+            if (last_kind != 0) write_header(stdout, &r, o->out, rows == 0);
             write_row(stdout, &r, o->out, rows);
             rows++;
+            last_kind = 0;
         }
         inputs_free(&in);
     }

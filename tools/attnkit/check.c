@@ -5,6 +5,9 @@
  *          outputs), next to the error of a naive fp32 attention vs the same reference. PASS iff
  *          err <= 2 * err_naive32 + 1e-6 (+ 2 ulp of the output dtype at max|O| for bf16/f16 O).
  * bitwise: two runs on N threads and one on 1 thread (2 if N = 1); O and LSE must be memcmp-equal.
+ * Decode problems (decode_...): ak_decode_run on the whole batch; the reference (ak_decode_ref) and the
+ *          naive fp32 baseline per (sequence, KV head) pair, on the pairs within DECODE_REF_CAP of
+ *          reference work unless --full; any NaN left in O / LSE fails. Same rule and output.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -34,6 +37,20 @@ typedef struct errors {
     double lerr, lerr32;          /* LSE: the same */
 } errors;
 
+/* Fold one output element into the maxima: opt (optimized), ref (f64 reference), n32 (naive fp32). */
+static void add_o(errors *e, double opt, double ref, double n32) {
+    double d = abs_diff(opt, ref), d32 = abs_diff(n32, ref);
+    if (d > e->err) e->err = d;
+    if (d32 > e->err32) e->err32 = d32;
+    if (fabs(ref) > e->max_ref) e->max_ref = fabs(ref);
+}
+
+static void add_lse(errors *e, double opt, double ref, double n32) {
+    double d = abs_diff(opt, ref), d32 = abs_diff(n32, ref);
+    if (d > e->lerr) e->lerr = d;
+    if (d32 > e->lerr32) e->lerr32 = d32;
+}
+
 /* Compare the optimized output (in->t), the f64 reference and the naive fp32 result. */
 static errors compare(const inputs *in, const double *o_ref, const double *l_ref, const float *o32,
                       const float *l32) {
@@ -43,19 +60,9 @@ static errors compare(const inputs *in, const double *o_ref, const double *l_ref
         for (int64_t h = 0; h < p->Hq; h++)
             for (int64_t r = 0; r < in->Tq; r++) {
                 size_t row = ((size_t)b * p->Hq + h) * in->Tq + r;
-                for (int64_t c = 0; c < p->dv; c++) {
-                    double ref = o_ref[row * p->dv + c];
-                    double d = abs_diff(tensor_get(&in->t.o, b, h, r, c), ref);
-                    double d32 = abs_diff(o32[row * p->dv + c], ref);
-                    if (d > e.err) e.err = d;
-                    if (d32 > e.err32) e.err32 = d32;
-                    if (fabs(ref) > e.max_ref) e.max_ref = fabs(ref);
-                }
-                if (!p->lse) continue;
-                double d = abs_diff(((const float *)in->lse)[row], l_ref[row]);
-                double d32 = abs_diff(l32[row], l_ref[row]);
-                if (d > e.lerr) e.lerr = d;
-                if (d32 > e.lerr32) e.lerr32 = d32;
+                for (int64_t c = 0; c < p->dv; c++)
+                    add_o(&e, tensor_get(&in->t.o, b, h, r, c), o_ref[row * p->dv + c], o32[row * p->dv + c]);
+                if (p->lse) add_lse(&e, ((const float *)in->lse)[row], l_ref[row], l32[row]);
             }
     return e;
 }
@@ -63,6 +70,25 @@ static errors compare(const inputs *in, const double *o_ref, const double *l_ref
 static void print_ratio(double err, double err32) {
     if (err32 > 0) printf("  ratio %5.2f", err / err32);
     else printf("  ratio %5s", err > 0 ? "inf" : "0");
+}
+
+/*
+ * The verdict on one problem's errors (the rule at the top of this file), printed on the current line
+ * after the kernel name; `extra` (or NULL) is appended, extra_fail forces FAIL. 0 = PASS, 1 = FAIL.
+ */
+static int report(const problem *p, const char *kernel, const errors *e, int extra_fail, const char *extra) {
+    double tol = 2.0 * e->err32 + 1e-6 + 2.0 * ulp_at(p->dt_o, e->max_ref);
+    double ltol = 2.0 * e->lerr32 + 1e-6;
+    int pass = e->err <= tol && (!p->lse || e->lerr <= ltol) && !extra_fail;
+    printf("%s %-28s err %.2e  naive32 %.2e", pass ? "PASS" : "FAIL", kernel, e->err, e->err32);
+    print_ratio(e->err, e->err32);
+    printf("  tol %.2e", tol);
+    if (p->lse) {
+        printf("  | lse err %.2e  naive32 %.2e", e->lerr, e->lerr32);
+        print_ratio(e->lerr, e->lerr32);
+    }
+    printf("%s\n", extra ? extra : "");
+    return pass ? 0 : 1;
 }
 
 /* Reference (f64 outputs) and naive fp32 results for the inputs; 0 = ok. */
@@ -117,19 +143,7 @@ static int check_one(ak_ctx *ctx, const options *o, const problem *p) {
     if (!o_ref || !l_ref || !o32 || !l32) printf("ERROR out of memory\n");
     else if (run_plan(ctx, o, &in, &plan) == 0 && reference_results(ctx, &in, o_ref, l_ref, o32, l32) == 0) {
         errors e = compare(&in, o_ref, l_ref, o32, l32);
-        double tol = 2.0 * e.err32 + 1e-6 + 2.0 * ulp_at(p->dt_o, e.max_ref);
-        double ltol = 2.0 * e.lerr32 + 1e-6;
-        int pass = e.err <= tol && (!p->lse || e.lerr <= ltol);
-        printf("%s %-28s err %.2e  naive32 %.2e", pass ? "PASS" : "FAIL", ak_plan_kernel_name(plan),
-               e.err, e.err32);
-        print_ratio(e.err, e.err32);
-        printf("  tol %.2e", tol);
-        if (p->lse) {
-            printf("  | lse err %.2e  naive32 %.2e", e.lerr, e.lerr32);
-            print_ratio(e.lerr, e.lerr32);
-        }
-        printf("\n");
-        rc = pass ? 0 : 1;
+        rc = report(p, ak_plan_kernel_name(plan), &e, 0, NULL);
     }
     ak_plan_destroy(plan);
     free(o_ref);
@@ -137,6 +151,158 @@ static int check_one(ak_ctx *ctx, const options *o, const problem *p) {
     free(o32);
     free(l32);
     inputs_free(&in);
+    return rc;
+}
+
+/* ---- decode problems ---- */
+
+/* Reference work (multiply-adds) above which `check` compares a subset of (sequence, KV head) pairs. */
+#define DECODE_REF_CAP (1L << 27)
+
+/* Reference work of pair (b, hk): g x q rows against prefix + len_b keys of d + dv columns. */
+static double pair_cost(const dinputs *in, int b) {
+    const problem *p = &in->p;
+    return (double)(p->Hq / p->Hkv) * p->Lq * (double)(p->prefix + dinputs_len(in, b)) * (p->d + p->dv);
+}
+
+/*
+ * The (sequence, KV head) pairs to compare, in order: (0, 0), (B-1, Hkv-1), then the others in a
+ * seeded shuffle; all of them with --full, else those that fit in DECODE_REF_CAP (the first always).
+ * Returns the count; pairs[i] = b * Hkv + hk.
+ */
+static int pick_pairs(const dinputs *in, const options *o, int *pairs) {
+    const problem *p = &in->p;
+    int n = p->B * p->Hkv, m = 0;
+    for (int i = 0; i < n; i++) pairs[i] = i;
+    if (n > 1) {
+        pairs[1] = n - 1;
+        pairs[n - 1] = 1;
+    }
+    uint64_t rng = o->seed ^ 0xC4EC5ull;
+    for (int i = n - 1; i > 2; i--) {   /* shuffle pairs[2..n) */
+        int j = 2 + (int)(rng_next(&rng) % (uint64_t)(i - 1));
+        int t = pairs[i];
+        pairs[i] = pairs[j];
+        pairs[j] = t;
+    }
+    double used = 0.0;
+    for (int i = 0; i < n; i++) {
+        double c = pair_cost(in, pairs[i] / p->Hkv);
+        if (!o->full_check && m > 0 && used + c > (double)DECODE_REF_CAP) continue;
+        used += c;
+        pairs[m++] = pairs[i];
+    }
+    return m;
+}
+
+/* Reference and naive fp32 for pair (b, hk), folded into e. 0 = ok (else the error is printed). */
+static int check_pair(ak_ctx *ctx, const dinputs *in, int b, int hk, errors *e) {
+    const problem *p = &in->p;
+    int g = p->Hq / p->Hkv, rc = -1;
+    int64_t lk = p->prefix + dinputs_len(in, b);
+    size_t rows = (size_t)g * (size_t)p->Lq;
+    double *o_ref = xalloc(rows * (size_t)p->dv * sizeof(double)), *l_ref = xalloc(rows * sizeof(double));
+    float *o32 = xalloc(rows * (size_t)p->dv * sizeof(float)), *l32 = xalloc(rows * sizeof(float));
+    float *kf = xalloc((size_t)lk * (size_t)p->d * sizeof(float)), *vf = xalloc((size_t)lk * (size_t)p->dv * sizeof(float));
+    dsub *s = malloc(sizeof(dsub));
+    if (!o_ref || !l_ref || !o32 || !l32 || !kf || !vf || !s) {
+        printf("ERROR out of memory\n");
+        goto done;
+    }
+    dinputs_sub(in, b, hk, o_ref, l_ref, s);
+    ak_status st = ak_decode_ref(ctx, &s->desc, &s->t);
+    if (st != AK_OK) {
+        printf("ERROR ak_decode_ref (sequence %d, KV head %d): %s\n", b, hk, error_text(ctx, st));
+        goto done;
+    }
+    /* the naive baseline: this pair's keys gathered to a dense batch-1, one-KV-head problem */
+    dinputs_gather(in, b, hk, 0, kf);
+    dinputs_gather(in, b, hk, 1, vf);
+    inputs nin;
+    memset(&nin, 0, sizeof(nin));
+    nin.p = *p;
+    nin.p.decode = 0;
+    nin.p.B = 1;
+    nin.p.Hq = g;
+    nin.p.Hkv = 1;
+    nin.p.Lk = (int)lk;
+    nin.Bt = 1;
+    nin.Tq = p->Lq;
+    nin.Tk = lk;
+    nin.t.q = s->t.q;
+    nin.t.k = ak_tensor_4d(kf, AK_F32, 1, 1, lk, p->d);
+    nin.t.v = ak_tensor_4d(vf, AK_F32, 1, 1, lk, p->dv);
+    nin.slopes = (float *)in->slopes + (int64_t)hk * g;
+    nin.sinks = (float *)in->sinks + (int64_t)hk * g;
+    if (naive_f32(&nin, o32, l32) != 0) {
+        printf("ERROR out of memory in the naive fp32 attention\n");
+        goto done;
+    }
+    for (int hh = 0; hh < g; hh++)
+        for (int64_t i = 0; i < p->Lq; i++) {
+            size_t r = (size_t)hh * (size_t)p->Lq + (size_t)i;
+            int64_t h = (int64_t)hk * g + hh;
+            for (int64_t c = 0; c < p->dv; c++)
+                add_o(e, tensor_get(&in->t.o, b, h, i, c), o_ref[r * p->dv + c], o32[r * p->dv + c]);
+            if (p->lse) add_lse(e, ((const float *)in->lse)[((size_t)b * p->Hq + h) * p->Lq + i], l_ref[r], l32[r]);
+        }
+    rc = 0;
+done:
+    free(o_ref);
+    free(l_ref);
+    free(o32);
+    free(l32);
+    free(kf);
+    free(vf);
+    free(s);
+    return rc;
+}
+
+/* NaN elements left in O (and LSE): outputs the run did not write. */
+static size_t count_nan(const dinputs *in) {
+    const problem *p = &in->p;
+    size_t n = 0, no = in->o_bytes / ak_dtype_size(p->dt_o);
+    for (size_t i = 0; i < no; i++) {
+        double x = p->dt_o == AK_F32 ? ((const float *)in->o)[i]
+                 : p->dt_o == AK_BF16 ? ak_bf16_to_f32(((const uint16_t *)in->o)[i])
+                                      : ak_f16_to_f32(((const uint16_t *)in->o)[i]);
+        n += isnan(x) != 0;
+    }
+    for (size_t i = 0; p->lse && i < in->lse_bytes / sizeof(float); i++) n += isnan(((const float *)in->lse)[i]) != 0;
+    return n;
+}
+
+/* Check one decode problem: ak_decode_run on the whole batch, reference and naive on chosen pairs. */
+static int check_decode_one(ak_ctx *ctx, const options *o, const problem *p) {
+    char name[512], err[256], extra[160];
+    problem_format(p, name, sizeof(name));
+    printf("%-52s ", name);
+    fflush(stdout);
+    dinputs in;
+    if (dinputs_create(ctx, p, o->seed, &in, err, sizeof(err)) != 0) { printf("ERROR %s\n", err); return 1; }
+    if (o->explain) printf("\n%s", ak_plan_explain(in.plan));
+    int rc = 1, n_pairs = p->B * p->Hkv;
+    int *pairs = malloc(sizeof(int) * (size_t)n_pairs);
+    ak_status st = pairs ? ak_decode_run(in.plan, &in.t, NULL, 0) : AK_ERR_OUT_OF_MEMORY;
+    if (st != AK_OK) {
+        printf("ERROR %s\n", error_text(ctx, st));
+    } else {
+        errors e = {0, 0, 0, 0, 0};
+        int m = pick_pairs(&in, o, pairs), ok = 1;
+        for (int i = 0; i < m && ok; i++) ok = check_pair(ctx, &in, pairs[i] / p->Hkv, pairs[i] % p->Hkv, &e) == 0;
+        if (ok) {
+            size_t nan = count_nan(&in);
+            size_t n = 0;
+            extra[0] = '\0';
+            if (m < n_pairs)
+                n += (size_t)snprintf(extra + n, sizeof(extra) - n, "  | %d of %d (seq, kv head) pairs (--full: all)",
+                                      m, n_pairs);
+            if (nan) snprintf(extra + n, sizeof(extra) - n, "  | %zu outputs NaN (unwritten)", nan);
+            rc = report(p, ak_plan_kernel_name(in.plan), &e, nan != 0, extra);
+        }
+    }
+    free(pairs);
+    dinputs_free(&in);
     return rc;
 }
 
@@ -149,7 +315,8 @@ int mode_check(const options *o, char **specs, int n_specs) {
     printf("attnkit check: isa %s, %d threads, seed %llu; PASS iff err <= 2*naive32 + 1e-6 "
            "(+ 2 ulp of max|O| for bf16/f16 O)\n", ak_isa_name(ak_ctx_get_isa(ctx)),
            ak_ctx_get_num_threads(ctx), (unsigned long long)o->seed);
-    for (int i = 0; i < n; i++) failed += check_one(ctx, o, &probs[i]);
+    for (int i = 0; i < n; i++)
+        failed += probs[i].decode ? check_decode_one(ctx, o, &probs[i]) : check_one(ctx, o, &probs[i]);
     printf("check: %d passed, %d failed\n", n - failed, failed);
     ak_ctx_destroy(ctx);
     free(probs);
@@ -183,15 +350,36 @@ static size_t count_diff(const unsigned char *a, const unsigned char *b, size_t 
 }
 
 /* Compare two results; prints what differs. 0 = identical. */
-static int same_bits(const char *what, const inputs *in, const unsigned char *oa, const unsigned char *la,
-                     const unsigned char *ob, const unsigned char *lb) {
+static int same_bits(const char *what, size_t o_bytes, size_t lse_bytes, ak_dtype dt_o, const unsigned char *oa,
+                     const unsigned char *la, const unsigned char *ob, const unsigned char *lb) {
     long long f1, f2;
-    size_t d1 = count_diff(oa, ob, in->o_bytes, &f1), d2 = count_diff(la, lb, in->lse_bytes, &f2);
+    size_t d1 = count_diff(oa, ob, o_bytes, &f1), d2 = count_diff(la, lb, lse_bytes, &f2);
     if (d1 == 0 && d2 == 0) return 0;
     printf("\n      %s: O differs in %zu bytes (first at element %lld of the buffer)", what, d1,
-           f1 < 0 ? -1 : f1 / (long long)ak_dtype_size(in->p.dt_o));
+           f1 < 0 ? -1 : f1 / (long long)ak_dtype_size(dt_o));
     if (d2) printf(", LSE in %zu bytes (first at element %lld)", d2, f2 / 4);
     return 1;
+}
+
+/* Run a decode plan (fresh = 0: the inputs' own, made on ctx; 1: a new one on ctx) with poisoned
+ * outputs; copy O and LSE out. Prints the error. 0 = ok. */
+static int run_copy_decode(ak_ctx *ctx, int fresh, const options *o, dinputs *in, unsigned char *o_out,
+                           unsigned char *l_out, char *kernel, size_t klen) {
+    ak_plan *plan = in->plan;
+    ak_status st = AK_OK;
+    if (fresh) st = ak_decode_plan_create(ctx, &in->desc, &plan);
+    if (st == AK_OK && fresh && o->explain) printf("%s", ak_plan_explain(plan));
+    dinputs_poison(in);
+    if (st == AK_OK) st = ak_decode_run(plan, &in->t, NULL, 0);
+    if (st == AK_OK) {
+        snprintf(kernel, klen, "%s", ak_plan_kernel_name(plan));
+        memcpy(o_out, in->o, in->o_bytes);
+        memcpy(l_out, in->lse, in->lse_bytes);
+    } else {
+        printf("ERROR %s\n", error_text(ctx, st));
+    }
+    if (fresh) ak_plan_destroy(plan);
+    return st == AK_OK ? 0 : -1;
 }
 
 /* Bitwise check of one problem on ctx_n (N threads) and ctx_1 (1 or 2 threads). */
@@ -201,27 +389,47 @@ static int bitwise_one(ak_ctx *ctx_n, ak_ctx *ctx_1, const options *o, const pro
     printf("%-52s ", name);
     fflush(stdout);
     inputs in;
-    if (inputs_create(p, o->seed, &in, err, sizeof(err)) != 0) { printf("ERROR %s\n", err); return 1; }
+    dinputs din;
+    memset(&in, 0, sizeof(in));
+    if (p->decode) {
+        if (dinputs_create(ctx_n, p, o->seed, &din, err, sizeof(err)) != 0) { printf("ERROR %s\n", err); return 1; }
+        if (o->explain) printf("\n%s", ak_plan_explain(din.plan));
+        in.o_bytes = din.o_bytes;
+        in.lse_bytes = din.lse_bytes;
+    } else if (inputs_create(p, o->seed, &in, err, sizeof(err)) != 0) {
+        printf("ERROR %s\n", err);
+        return 1;
+    }
     unsigned char *oa = xalloc(in.o_bytes), *ob = xalloc(in.o_bytes), *oc = xalloc(in.o_bytes);
     unsigned char *la = xalloc(in.lse_bytes), *lb = xalloc(in.lse_bytes), *lc = xalloc(in.lse_bytes);
-    int rc = 1;
-    if (!oa || !ob || !oc || !la || !lb || !lc) printf("ERROR out of memory\n");
-    else if (run_copy(ctx_n, o, &in, oa, la, kernel, sizeof(kernel)) == 0 &&
-             run_copy(ctx_n, o, &in, ob, lb, kernel, sizeof(kernel)) == 0 &&
-             run_copy(ctx_1, o, &in, oc, lc, kernel, sizeof(kernel)) == 0) {
+    int rc = 1, ran;
+    if (!oa || !ob || !oc || !la || !lb || !lc) {
+        printf("ERROR out of memory\n");
+        ran = 0;
+    } else if (p->decode) {
+        ran = run_copy_decode(ctx_n, 0, o, &din, oa, la, kernel, sizeof(kernel)) == 0 &&
+              run_copy_decode(ctx_n, 0, o, &din, ob, lb, kernel, sizeof(kernel)) == 0 &&
+              run_copy_decode(ctx_1, 1, o, &din, oc, lc, kernel, sizeof(kernel)) == 0;
+    } else {
+        ran = run_copy(ctx_n, o, &in, oa, la, kernel, sizeof(kernel)) == 0 &&
+              run_copy(ctx_n, o, &in, ob, lb, kernel, sizeof(kernel)) == 0 &&
+              run_copy(ctx_1, o, &in, oc, lc, kernel, sizeof(kernel)) == 0;
+    }
+    if (ran) {
         char what[64];
         printf("%-28s", kernel);
         snprintf(what, sizeof(what), "run 1 vs run 2 (%d threads)", ak_ctx_get_num_threads(ctx_n));
-        int d = same_bits(what, &in, oa, la, ob, lb);
+        int d = same_bits(what, in.o_bytes, in.lse_bytes, p->dt_o, oa, la, ob, lb);
         snprintf(what, sizeof(what), "%d vs %d threads", ak_ctx_get_num_threads(ctx_n), ak_ctx_get_num_threads(ctx_1));
-        d |= same_bits(what, &in, oa, la, oc, lc);
+        d |= same_bits(what, in.o_bytes, in.lse_bytes, p->dt_o, oa, la, oc, lc);
         printf("%s%s (2 runs x %d threads, 1 run x %d)\n", d ? "\n      " : " ", d ? "DIFFER" : "IDENTICAL",
                ak_ctx_get_num_threads(ctx_n), ak_ctx_get_num_threads(ctx_1));
         rc = d;
     }
     free(oa); free(ob); free(oc);
     free(la); free(lb); free(lc);
-    inputs_free(&in);
+    if (p->decode) dinputs_free(&din);
+    else inputs_free(&in);
     return rc;
 }
 

@@ -22,6 +22,15 @@ typedef struct problem {
     ak_dtype dt_q, dt_kv, dt_o;
     int bshd;                  /* memory layout [B][L][H][D] instead of [B][H][L][D] */
     int varlen;                /* ragged batch through cu_seqlens */
+    /* decode problems (decode_...): Lq = query rows per sequence, Lk = keys per sequence's cache */
+    int decode;
+    int page;                  /* page size; 0 = contiguous cache */
+    int hnd;                   /* paged: HND pages instead of NHD */
+    int csr;                   /* paged: FlashInfer CSR metadata instead of seqlens + block_table */
+    int ragged;                /* lengths spread from ragged_lo to Lk over the batch */
+    int ragged_lo;             /* -1 = Lk / 16 */
+    int prefix;                /* shared-prefix (cascade) tokens; 0 = none */
+    int workers, tile;         /* ak_decode_desc num_workers / tile_n; 0 = auto */
 } problem;
 
 int problem_parse(const char *s, problem *p, char *err, size_t errlen);
@@ -54,6 +63,47 @@ double visible_pairs(const inputs *in);
 double useful_flops(const inputs *in);
 double tensor_get(const ak_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3);
 int naive_f32(const inputs *in, float *o, float *lse);
+void *random_buffer(ak_dtype t, size_t n, uint64_t *rng);
+void visible_range(const problem *p, int64_t lq, int64_t lk, int64_t i, int64_t *lo, int64_t *hi);
+
+/* ---- inputs of a decode problem (decode.c) ---- */
+/* One KV cache (the per-sequence caches, or the batch-1 shared prefix) and its metadata. */
+typedef struct dcache {
+    ak_kv_desc desc;             /* final: seqlens (+ block_table), or CSR */
+    ak_kv_tensors t;
+    int B;
+    int32_t max_pages, n_pages;  /* paged: block_table row length, pages in use */
+    int32_t *lens, *table;       /* [B], [B][max_pages] (kept for CSR too: the tool's own page map) */
+    int32_t *indptr, *indices, *last;   /* CSR */
+    void *k, *v, *ks, *vs;
+} dcache;
+
+typedef struct dinputs {
+    problem p;
+    ak_decode_desc desc;
+    ak_decode_tensors t;
+    ak_plan *plan;               /* created before the caches were filled */
+    dcache kv, pre;
+    void *q, *o, *lse, *slopes, *sinks;
+    size_t o_bytes, lse_bytes;
+} dinputs;
+
+/* One (sequence, KV head) of a decode problem as a problem of its own, for ak_decode_ref. */
+typedef struct dsub {
+    ak_decode_desc desc;         /* desc.prefix points at pre: do not copy a dsub */
+    ak_decode_tensors t;
+    ak_kv_desc pre;
+    int32_t indptr[2], pre_indptr[2];   /* CSR of the one sequence (of the prefix) */
+} dsub;
+
+int dinputs_create(ak_ctx *ctx, const problem *p, uint64_t seed, dinputs *in, char *err, size_t errlen);
+void dinputs_free(dinputs *in);
+int64_t dinputs_len(const dinputs *in, int b);
+double dinputs_kv_bytes(const dinputs *in);
+double dinputs_visible_pairs(const dinputs *in);
+void dinputs_sub(const dinputs *in, int b, int hk, double *o_ref, double *lse_ref, dsub *s);
+void dinputs_gather(const dinputs *in, int b, int hk, int is_v, float *out);
+void dinputs_poison(dinputs *in);
 
 /* ---- options shared by every mode (main.c) ---- */
 typedef enum out_format { OUT_HUMAN, OUT_MD, OUT_CSV, OUT_JSON, OUT_JSONL } out_format;
@@ -70,6 +120,7 @@ typedef struct options {
     int no_peak;
     int deterministic;  /* -1 = library default */
     uint64_t seed;
+    int full_check;     /* check: no cap on the reference work of decode problems */
 } options;
 
 int ctx_from_options(const options *o, int n_threads, ak_ctx **out);

@@ -17,7 +17,7 @@ static void store_elem(void *buf, ak_dtype t, size_t i, float x) {
 }
 
 /* n random values in [-sqrt(3), sqrt(3)) (unit variance) stored as dtype t. */
-static void *random_buffer(ak_dtype t, size_t n, uint64_t *rng) {
+void *random_buffer(ak_dtype t, size_t n, uint64_t *rng) {
     void *buf = xalloc(n * ak_dtype_size(t));
     if (!buf) return NULL;
     for (size_t i = 0; i < n; i++) store_elem(buf, t, i, 1.7320508f * rng_uniform(rng));
@@ -82,6 +82,10 @@ static void fill_desc(inputs *in) {
 /* Allocate and fill everything for problem p; 0 = ok, else -1 with a message (in is freed). */
 int inputs_create(const problem *p, uint64_t seed, inputs *in, char *err, size_t errlen) {
     memset(in, 0, sizeof(*in));
+    if (p->decode) {   /* decode problems: dinputs_create (decode.c) */
+        snprintf(err, errlen, "internal: a decode problem reached the dense inputs");
+        return -1;
+    }
     in->p = *p;
     in->Bt = p->varlen ? 1 : p->B;
     in->Tq = p->Lq;
@@ -156,7 +160,7 @@ seq_geom inputs_seq(const inputs *in, int b) {
 }
 
 /* Visible keys [lo, hi] of row i (bottom-right aligned masks, conventions.md §1); may be empty. */
-static void row_range(const problem *p, int64_t lq, int64_t lk, int64_t i, int64_t *lo, int64_t *hi) {
+void visible_range(const problem *p, int64_t lq, int64_t lk, int64_t i, int64_t *lo, int64_t *hi) {
     int64_t pos = i + lk - lq;
     *lo = p->win_left >= 0 ? pos - p->win_left : 0;
     *hi = lk - 1;
@@ -174,7 +178,7 @@ double visible_pairs(const inputs *in) {
         seq_geom g = inputs_seq(in, b);
         for (int64_t i = 0; i < g.lq; i++) {
             int64_t lo, hi;
-            row_range(&in->p, g.lq, g.lk, i, &lo, &hi);
+            visible_range(&in->p, g.lq, g.lk, i, &lo, &hi);
             if (hi >= lo) total += (double)(hi - lo + 1);
         }
     }
@@ -235,7 +239,7 @@ static void naive_row(const inputs *in, const float *qf, const float *kf, const 
     float sink = p->sinks ? ((const float *)in->sinks)[h] : -INFINITY;
     const float *q = qf + (((size_t)g.bidx * p->Hq + h) * in->Tq + g.q_off + i) * p->d;
     int64_t lo, hi;
-    row_range(p, g.lq, g.lk, i, &lo, &hi);
+    visible_range(p, g.lq, g.lk, i, &lo, &hi);
     float m = sink;
     for (int64_t j = lo; j <= hi; j++) {
         const float *k = kf + (((size_t)g.bidx * p->Hkv + hk) * in->Tk + g.k_off + j) * p->d;

@@ -22,10 +22,12 @@ static void usage(FILE *f) {
         "modes:\n"
         "  check <problem>...    run ak_attention, the double reference and a naive fp32 attention on\n"
         "                        seeded random inputs; PASS if err <= 2*err_naive32 + 1e-6 (+ 2 ulp of\n"
-        "                        max|O| for bf16/f16 outputs), else FAIL and exit 1\n"
+        "                        max|O| for bf16/f16 outputs), else FAIL and exit 1 (decode problems:\n"
+        "                        ak_decode_run vs ak_decode_ref on a subset of (sequence, KV head) pairs)\n"
         "  bitwise <problem>...  run twice on N threads and once on 1 thread; memcmp O (and LSE)\n"
         "  bench <problem>...    time ak_attention_run (plan, workspace and inputs reused); comma lists\n"
         "                        sweep; time, useful GFLOP/s, %% of the peak measured in the same run\n"
+        "                        (decode problems: ak_decode_run, KV GB/s, %% of the DRAM read peak)\n"
         "  peak                  measure fp32 FMA and bf16 dot peaks and DRAM read bandwidth\n"
         "\n"
         "options [default]:\n"
@@ -42,6 +44,8 @@ static void usage(FILE *f) {
         "      --explain         print ak_plan_explain() for every problem [off]\n"
         "      --seed N          seed of the random inputs and ragged lengths [1]\n"
         "      --no-peak         bench: skip the peak measurement (no %% of peak column) [off]\n"
+        "      --full            check: compare every (sequence, KV head) pair of a decode problem\n"
+        "                        [off: those within 2^27 reference multiply-adds, at least one]\n"
         "\n"
         "problem string: tokens joined by '_' (q and d required, the rest optional):\n"
         "  b<B> [1]  h<Hq> [1]  hkv<Hkv> [=Hq]  q<Lq>  k<Lk> [=Lq]  d<d>  dv<dv> [=d]\n"
@@ -51,6 +55,13 @@ static void usage(FILE *f) {
         "  k=q  hkv=h  dv=d  (the defaults, spelled out)   no<flag>: nocausal nowin nowr nosoftcap\n"
         "  noalibi nosinks nolse noscale novarlen (the default of that field)\n"
         "  e.g. b2_h32_hkv8_q4096_k4096_d128_causal_bf16   b3_h6_hkv2_q113_d59_win17_sinks_lse_varlen\n"
+        "\n"
+        "decode problem: decode_ then the tokens above (no layout, varlen, k=q) plus:\n"
+        "  k<N> keys per sequence's cache (required)  q<N> query rows per sequence [1]\n"
+        "  page<N> [0 = contiguous]  nhd|hnd [nhd]  csr (FlashInfer metadata) [seqlens + block_table]\n"
+        "  kvi8 (also kvf32, kvbf16, kvf16; i8 alone = f32 Q/O, i8 cache)  prefix<N> shared prefix [0]\n"
+        "  ragged (lengths lo + (k-lo)*b/(B-1), lo = k/16)  ragged<lo>  workers<N> tile<N> [0 = auto]\n"
+        "  e.g. decode_b4_h32_hkv8_k131072_d128_bf16_page16   decode_b16_h8_hkv2_k131072_d128_bf16_ragged1024\n"
         "\n"
         "sweeps (any mode): a token may hold a comma list; a numeric alternative keeps the prefix:\n"
         "  b1_h8_hkv8,2_q4096,16384_k=q_d64,128,256_causal,nocausal_f32,bf16  (48 problems,\n"
@@ -173,7 +184,7 @@ static int bad_usage(const char *fmt, const char *arg) {
 }
 
 int main(int argc, char **argv) {
-    options o = {0, 5, 1, OUT_HUMAN, -1, 0, 0, 0, 0, -1, 1};
+    options o = {0, 5, 1, OUT_HUMAN, -1, 0, 0, 0, 0, -1, 1, 0};
     const char *mode = NULL;
     char **args = calloc((size_t)argc + 1, sizeof(char *));
     int n_args = 0;
@@ -213,6 +224,7 @@ int main(int argc, char **argv) {
         else if ((!strcmp(name, "-v") || !strcmp(name, "--verbose")) && !eq) o.verbose = 1;
         else if (!strcmp(name, "--explain") && !eq) o.explain = 1;
         else if (!strcmp(name, "--no-peak") && !eq) o.no_peak = 1;
+        else if (!strcmp(name, "--full") && !eq) o.full_check = 1;
         else { free(args); return bad_usage("unknown option '%s'", a); }
         if (bad) { free(args); return bad_usage(val ? "bad value for %s" : "%s needs a value", name); }
     }

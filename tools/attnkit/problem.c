@@ -10,6 +10,15 @@
  *   no<name>  resets a field to its default: nocausal, nowin, nowr, nosoftcap, noalibi, nosinks,
  *             nolse, noscale, novarlen
  * Every field may be set once; an unknown token is an error.
+ *
+ * A decode problem starts with the token `decode` (decode.c builds its inputs):
+ *   decode_b4_h32_hkv8_k131072_d128_bf16_page16
+ *   k<N> keys in each sequence's cache (required)   q<N> query rows per sequence [1]
+ *   page<N> paged cache with that page size [0 = contiguous]   hnd | nhd [nhd]   csr (FlashInfer
+ *   vocabulary instead of seqlens + block_table)   kv<dtype> also takes i8; `i8` alone = f32 Q/O with
+ *   an i8 cache   ragged | ragged<lo> (lengths lo + (k - lo) * b / (B - 1), lo = k/16 by default)
+ *   prefix<N> shared prefix (cascade)   workers<N> tile<N> (num_workers, tile_n; 0 = auto)
+ *   nopage nocsr noragged noprefix: the defaults. Layout (bshd/bhsd), varlen and k=q are dense only.
  * A sweep spec puts comma lists in tokens: hkv8,2 = hkv8 | hkv2 ("hkv" carries over to an
  * alternative that starts with a digit, '.' or '-'); causal,nocausal; f32,bf16. Every
  * combination of alternatives is one problem, the first token varying slowest.
@@ -22,23 +31,31 @@
 
 enum field {
     F_B, F_H, F_HKV, F_Q, F_K, F_D, F_DV, F_CAUSAL, F_WIN, F_WR, F_SOFTCAP, F_ALIBI, F_SINKS, F_LSE,
-    F_SCALE, F_DTYPE, F_KVDTYPE, F_ODTYPE, F_LAYOUT, F_VARLEN, F_COUNT
+    F_SCALE, F_DTYPE, F_KVDTYPE, F_ODTYPE, F_LAYOUT, F_VARLEN,
+    F_DECODE, F_PAGE, F_PLAYOUT, F_VOCAB, F_RAGGED, F_PREFIX, F_WORKERS, F_TILE, F_COUNT
 };
+
+/* Fields that only decode problems have. */
+static int decode_only(int f) { return f >= F_PAGE; }
 
 static const char *field_name[F_COUNT] = {
     "b", "h", "hkv", "q", "k", "d", "dv", "causal", "win", "wr", "softcap", "alibi", "sinks", "lse",
-    "scale", "dtype", "kv<dtype>", "o<dtype>", "layout", "varlen"};
+    "scale", "dtype", "kv<dtype>", "o<dtype>", "layout", "varlen",
+    "decode", "page", "page layout", "csr", "ragged", "prefix", "workers", "tile"};
 
 /* Integer-valued prefixed tokens, in match order ("hkv" before "h", "dv" before "d"). */
 static const struct { const char *prefix; enum field f; long lo; } int_tokens[] = {
     {"hkv", F_HKV, 1}, {"h", F_H, 1}, {"dv", F_DV, 1}, {"d", F_D, 1}, {"b", F_B, 1},
-    {"q", F_Q, 0},     {"k", F_K, 0}, {"win", F_WIN, 0}, {"wr", F_WR, 0}};
+    {"q", F_Q, 0},     {"k", F_K, 0}, {"win", F_WIN, 0}, {"wr", F_WR, 0},
+    {"page", F_PAGE, 0}, {"prefix", F_PREFIX, 0}, {"workers", F_WORKERS, 0}, {"tile", F_TILE, 0},
+    {"ragged", F_RAGGED, 0}};
 
 /* "no<name>" tokens: reset the field to its default. */
 static const struct { const char *name; enum field f; } no_tokens[] = {
     {"nocausal", F_CAUSAL}, {"nowin", F_WIN},   {"nowr", F_WR},       {"nosoftcap", F_SOFTCAP},
     {"noalibi", F_ALIBI},   {"nosinks", F_SINKS}, {"nolse", F_LSE},   {"noscale", F_SCALE},
-    {"novarlen", F_VARLEN}};
+    {"novarlen", F_VARLEN}, {"nopage", F_PAGE}, {"nocsr", F_VOCAB}, {"noragged", F_RAGGED},
+    {"noprefix", F_PREFIX}};
 
 static int parse_dtype(const char *s, ak_dtype *out) {
     if (strcmp(s, "f32") == 0) *out = AK_F32;
@@ -48,6 +65,12 @@ static int parse_dtype(const char *s, ak_dtype *out) {
     return 0;
 }
 
+/* K/V dtypes: those of Q plus i8 (decode caches only; checked in problem_parse). */
+static int parse_kv_dtype(const char *s, ak_dtype *out) {
+    if (strcmp(s, "i8") == 0) { *out = AK_I8; return 0; }
+    return parse_dtype(s, out);
+}
+
 static void problem_defaults(problem *p) {
     memset(p, 0, sizeof(*p));
     p->B = 1;
@@ -55,6 +78,7 @@ static void problem_defaults(problem *p) {
     p->win_left = p->win_right = -1;
     p->scale = NAN;
     p->dt_q = p->dt_kv = p->dt_o = AK_F32;
+    p->ragged_lo = -1;
 }
 
 /* Apply one token; returns the field it sets, or -1 (message in err). */
@@ -66,13 +90,19 @@ static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, si
     if (strcmp(tok, "varlen") == 0) { p->varlen = 1; return F_VARLEN; }
     if (strcmp(tok, "bshd") == 0) { p->bshd = 1; return F_LAYOUT; }
     if (strcmp(tok, "bhsd") == 0) { p->bshd = 0; return F_LAYOUT; }
+    if (strcmp(tok, "decode") == 0) { p->decode = 1; return F_DECODE; }
+    if (strcmp(tok, "nhd") == 0) { p->hnd = 0; return F_PLAYOUT; }
+    if (strcmp(tok, "hnd") == 0) { p->hnd = 1; return F_PLAYOUT; }
+    if (strcmp(tok, "csr") == 0) { p->csr = 1; return F_VOCAB; }
+    if (strcmp(tok, "ragged") == 0) { p->ragged = 1; return F_RAGGED; }
+    if (strcmp(tok, "i8") == 0) { p->dt_q = AK_F32; p->dt_kv = AK_I8; seen_rel[3] = 1; return F_DTYPE; }
     if (parse_dtype(tok, &p->dt_q) == 0) return F_DTYPE;
     if (strcmp(tok, "k=q") == 0) { seen_rel[0] = 1; return F_K; }
     if (strcmp(tok, "hkv=h") == 0) { seen_rel[1] = 1; return F_HKV; }
     if (strcmp(tok, "dv=d") == 0) { seen_rel[2] = 1; return F_DV; }
     for (size_t i = 0; i < sizeof(no_tokens) / sizeof(no_tokens[0]); i++)
         if (strcmp(tok, no_tokens[i].name) == 0) return no_tokens[i].f;   /* defaults already set */
-    if (strncmp(tok, "kv", 2) == 0 && parse_dtype(tok + 2, &p->dt_kv) == 0) return F_KVDTYPE;
+    if (strncmp(tok, "kv", 2) == 0 && parse_kv_dtype(tok + 2, &p->dt_kv) == 0) return F_KVDTYPE;
     if (tok[0] == 'o' && parse_dtype(tok + 1, &p->dt_o) == 0) return F_ODTYPE;
     if (strncmp(tok, "softcap", 7) == 0 && parse_float(tok + 7, &p->softcap) == 0) {
         if (p->softcap < 0) { snprintf(err, errlen, "softcap must be >= 0 in '%s'", tok); return -1; }
@@ -87,8 +117,10 @@ static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, si
         int *dst[F_COUNT] = {0};
         dst[F_B] = &p->B; dst[F_H] = &p->Hq; dst[F_HKV] = &p->Hkv; dst[F_Q] = &p->Lq;
         dst[F_K] = &p->Lk; dst[F_D] = &p->d; dst[F_DV] = &p->dv; dst[F_WIN] = &p->win_left;
-        dst[F_WR] = &p->win_right;
+        dst[F_WR] = &p->win_right; dst[F_PAGE] = &p->page; dst[F_PREFIX] = &p->prefix;
+        dst[F_WORKERS] = &p->workers; dst[F_TILE] = &p->tile; dst[F_RAGGED] = &p->ragged_lo;
         *dst[int_tokens[i].f] = v;
+        if (int_tokens[i].f == F_RAGGED) p->ragged = 1;
         return int_tokens[i].f;
     }
     snprintf(err, errlen, "unknown token '%s'", tok);
@@ -98,13 +130,13 @@ static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, si
 /* Parse one problem string (no comma lists). 0 = ok; else -1 with a message in err. */
 int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
     char buf[1024];
-    int seen[F_COUNT] = {0}, rel[3] = {0, 0, 0};
+    int seen[F_COUNT] = {0}, rel[4] = {0, 0, 0, 0}, n_tok = 0;
     if (strlen(s) >= sizeof(buf)) { snprintf(err, errlen, "problem string too long"); return -1; }
     snprintf(buf, sizeof(buf), "%s", s);
     problem_defaults(p);
     p->Hkv = p->Lk = p->dv = -1;    /* -1 = "same as" until resolved below */
     char *save = NULL;
-    for (char *tok = strtok_r(buf, "_", &save); tok; tok = strtok_r(NULL, "_", &save)) {
+    for (char *tok = strtok_r(buf, "_", &save); tok; tok = strtok_r(NULL, "_", &save), n_tok++) {
         char msg[256];
         int f = apply_token(tok, p, rel, msg, sizeof(msg));
         if (f < 0) { snprintf(err, errlen, "%s in problem '%s'", msg, s); return -1; }
@@ -112,17 +144,52 @@ int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
             snprintf(err, errlen, "token '%s' sets %s a second time in problem '%s'", tok, field_name[f], s);
             return -1;
         }
+        if (f == F_DECODE && n_tok > 0) {
+            snprintf(err, errlen, "'decode' must be the first token, in problem '%s'", s);
+            return -1;
+        }
+        if (decode_only(f) && !p->decode) {
+            snprintf(err, errlen, "token '%s' is for decode problems only (decode_...), in problem '%s'", tok, s);
+            return -1;
+        }
+        if (p->decode && (f == F_LAYOUT || f == F_VARLEN || (f == F_K && rel[0]))) {
+            snprintf(err, errlen, "token '%s' does not apply to decode problems%s, in problem '%s'", tok,
+                     f == F_VARLEN ? " (ragged lengths: ragged)" : "", s);
+            return -1;
+        }
         seen[f] = 1;
     }
-    if (!seen[F_Q] || !seen[F_D]) {
-        snprintf(err, errlen, "problem '%s' needs q<Lq> and d<head_dim>", s);
+    if (p->decode ? !seen[F_K] || !seen[F_D] : !seen[F_Q] || !seen[F_D]) {
+        snprintf(err, errlen, p->decode ? "decode problem '%s' needs k<cache length> and d<head_dim>"
+                                        : "problem '%s' needs q<Lq> and d<head_dim>", s);
+        return -1;
+    }
+    if (rel[3] && seen[F_KVDTYPE]) {
+        snprintf(err, errlen, "'i8' already sets the KV dtype (write f32_kv<dtype>), in problem '%s'", s);
         return -1;
     }
     if (p->Hkv < 0 || rel[1]) p->Hkv = p->Hq;
+    if (p->decode && !seen[F_Q]) p->Lq = 1;
     if (p->Lk < 0 || rel[0]) p->Lk = p->Lq;
     if (p->dv < 0 || rel[2]) p->dv = p->d;
-    if (!seen[F_KVDTYPE]) p->dt_kv = p->dt_q;
+    if (!seen[F_KVDTYPE] && !rel[3]) p->dt_kv = p->dt_q;
     if (!seen[F_ODTYPE]) p->dt_o = p->dt_q;
+    if (p->dt_kv == AK_I8 && !p->decode) {
+        snprintf(err, errlen, "i8 K/V is for decode problems only (KV caches), in problem '%s'", s);
+        return -1;
+    }
+    if (p->dt_o == AK_I8) {
+        snprintf(err, errlen, "o<dtype> must be f32, bf16 or f16, in problem '%s'", s);
+        return -1;
+    }
+    if (p->decode && p->page == 0 && (p->hnd || p->csr)) {
+        snprintf(err, errlen, "'%s' needs a paged cache (page<N>), in problem '%s'", p->hnd ? "hnd" : "csr", s);
+        return -1;
+    }
+    if (p->ragged && p->ragged_lo > p->Lk) {
+        snprintf(err, errlen, "ragged%d: the shortest length is above k%d, in problem '%s'", p->ragged_lo, p->Lk, s);
+        return -1;
+    }
     return 0;
 }
 
@@ -130,8 +197,8 @@ int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
 void problem_format(const problem *p, char *buf, size_t len) {
     char x[64];
     size_t n = 0;
-    n += (size_t)snprintf(buf + n, len - n, "b%d_h%d_hkv%d_q%d_k%d_d%d", p->B, p->Hq, p->Hkv, p->Lq,
-                          p->Lk, p->d);
+    n += (size_t)snprintf(buf + n, len - n, "%sb%d_h%d_hkv%d_q%d_k%d_d%d", p->decode ? "decode_" : "", p->B,
+                          p->Hq, p->Hkv, p->Lq, p->Lk, p->d);
     if (p->dv != p->d && n < len) n += (size_t)snprintf(buf + n, len - n, "_dv%d", p->dv);
     if (p->causal && n < len) n += (size_t)snprintf(buf + n, len - n, "_causal");
     if (p->win_left >= 0 && n < len) n += (size_t)snprintf(buf + n, len - n, "_win%d", p->win_left);
@@ -151,7 +218,16 @@ void problem_format(const problem *p, char *buf, size_t len) {
     if (p->dt_kv != p->dt_q && n < len) n += (size_t)snprintf(buf + n, len - n, "_kv%s", ak_dtype_name(p->dt_kv));
     if (p->dt_o != p->dt_q && n < len) n += (size_t)snprintf(buf + n, len - n, "_o%s", ak_dtype_name(p->dt_o));
     if (p->bshd && n < len) n += (size_t)snprintf(buf + n, len - n, "_bshd");
-    if (p->varlen && n < len) snprintf(buf + n, len - n, "_varlen");
+    if (p->varlen && n < len) n += (size_t)snprintf(buf + n, len - n, "_varlen");
+    if (!p->decode) return;
+    if (p->page && n < len) n += (size_t)snprintf(buf + n, len - n, "_page%d", p->page);
+    if (p->hnd && n < len) n += (size_t)snprintf(buf + n, len - n, "_hnd");
+    if (p->csr && n < len) n += (size_t)snprintf(buf + n, len - n, "_csr");
+    if (p->ragged && p->ragged_lo < 0 && n < len) n += (size_t)snprintf(buf + n, len - n, "_ragged");
+    if (p->ragged && p->ragged_lo >= 0 && n < len) n += (size_t)snprintf(buf + n, len - n, "_ragged%d", p->ragged_lo);
+    if (p->prefix && n < len) n += (size_t)snprintf(buf + n, len - n, "_prefix%d", p->prefix);
+    if (p->workers && n < len) n += (size_t)snprintf(buf + n, len - n, "_workers%d", p->workers);
+    if (p->tile && n < len) snprintf(buf + n, len - n, "_tile%d", p->tile);
 }
 
 void problem_list_free(char **list, int n) {
