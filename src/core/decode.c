@@ -449,7 +449,7 @@ ak_status ak_decode_plan_create(ak_ctx *ctx, const ak_decode_desc *desc, ak_plan
     const ak_dproblem *p = &dp->p;
     pl->n_threads = ctx->n_threads;
     pl->kern = ctx->force_ref ? NULL : ak__kernel_for(ctx->isa);
-    dp->tile_n = desc->tile_n ? desc->tile_n : (p->d > 128 || p->dv > 128 ? 64 : 128);
+    dp->tile_n = desc->tile_n ? desc->tile_n : (p->d > 128 || p->dv > 128 ? 128 : 256);
     dp->tile_n = env_int("AK_DECODE_TILE_N", dp->tile_n);
     if (dp->tile_n < 1) dp->tile_n = 1;
     dp->workers = desc->num_workers ? desc->num_workers : ctx->deterministic ? AK_DEC_DET_WORKERS : ctx->n_threads;

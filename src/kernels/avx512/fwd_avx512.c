@@ -8,7 +8,9 @@
 #include <immintrin.h>
 
 #define AK_AI static inline __attribute__((always_inline))
+#ifndef AK_DEC_PF
 #define AK_DEC_PF 8 /* decode: prefetch distance in keys */
+#endif
 
 /* Broadcast into a register, used by NV FMAs. Without the empty asm the compiler folds the broadcast
  * into every FMA ({1to16} memory operand): NV loads per broadcast, and the load ports become the limit. */
