@@ -272,20 +272,22 @@ AK_AI void load32(const ak_dtype t, const void *row, int c, int cnt, __m512 *v0,
     }
 }
 
-/* Sums of the 16 lanes of a, b, c, e as one xmm [sum a, sum b, sum c, sum e]. */
+/* Sums of the 16 lanes of a, b, c, e as one xmm [sum a, sum b, sum c, sum e]: 8 shuffles, 5 adds. */
 AK_AI __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 e) {
-    __m256 ya = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
-    __m256 yb = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
-    __m256 yc = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
-    __m256 ye = _mm256_add_ps(_mm512_castps512_ps256(e), _mm512_extractf32x8_ps(e, 1));
-    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(ya, yb), _mm256_hadd_ps(yc, ye));
-    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b)); /* per 128-bit lane: a b a b */
+    __m512 ce = _mm512_add_ps(_mm512_unpacklo_ps(c, e), _mm512_unpackhi_ps(c, e));
+    __m512 x = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(ab), _mm512_castps_pd(ce))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(ab), _mm512_castps_pd(ce))));
+    x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, 0x4E)); /* + the other 256-bit half */
+    x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, 0xB1)); /* + the neighbouring 128-bit lane */
+    return _mm512_castps512_ps128(x);
 }
 
-/* KB keys at a time: KB x MR independent accumulators, reduced four at a time. */
+/* Four keys at a time: 4 x MR independent accumulators (<= 28 zmm), each row's four sums reduced
+ * together by one shuffle tree. */
 AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *q, int64_t ldq, const void *const *krows,
                     const float *kscale, float scale, float *st, int64_t ldst) {
-    const int KB = MR <= 3 ? 4 : 2;
+    const int KB = 4;
     int j = 0;
     const size_t row_bytes = (size_t)d * (t == AK_F32 ? 4 : t == AK_I8 ? 1 : 2);
     for (; j + KB <= nk; j += KB) {
