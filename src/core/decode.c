@@ -268,6 +268,10 @@ static ak_status build_schedule(const ak_ctx *ctx, ak_dplan *dp) {
     int32_t ns = 0;
     int64_t T = 0;
     dp->mmax = 1;
+    for (int32_t gi = 0; gi < dp->n_groups; gi++) {
+        dp->groups[gi].seg_own = dp->groups[gi].seg_pre = -1;
+        dp->groups[gi].own_row0 = dp->groups[gi].pre_row0 = 0;
+    }
     for (int32_t b = 0; b < p->B; b++)
         for (int32_t hkv = 0; hkv < p->Hkv; hkv++)
             for (int32_t c = 0; c < hchunks; c++) {
@@ -277,25 +281,34 @@ static ak_status build_schedule(const ak_ctx *ctx, ak_dplan *dp) {
                 g->hkv = hkv;
                 g->h0 = hkv * p->g + c * nh_chunk;
                 g->nh = p->g - c * nh_chunk < nh_chunk ? p->g - c * nh_chunk : nh_chunk;
-                g->seg_own = g->seg_pre = -1;
                 g->n_parts = 0;
                 int64_t klo, khi;
                 seg_keys(p, 0, b, b + 1, &klo, &khi);
-                if (khi > klo && ak__dnq(p, b) > 0) {
+                /* one segment per run of heads_per_seg KV heads (whole groups: hchunks is 1 then) */
+                if (khi > klo && ak__dnq(p, b) > 0 && hkv % dp->heads_per_seg == 0) {
+                    int32_t nkv = p->Hkv - hkv < dp->heads_per_seg ? p->Hkv - hkv : dp->heads_per_seg;
+                    int32_t rows_per_head = (int32_t)(g->nh * ak__dnq(p, b));
                     ak_dseg *s = &dp->segs[ns];
                     memset(s, 0, sizeof *s);
                     s->src = 0;
                     s->b0 = b;
                     s->b1 = b + 1;
                     s->hkv = hkv;
+                    s->nkv = nkv;
                     s->h0 = g->h0;
                     s->nh = g->nh;
-                    s->M = (int32_t)(g->nh * ak__dnq(p, b));
+                    s->M = nkv * rows_per_head;
                     s->klo = klo;
                     s->khi = khi;
                     s->n_tiles = (int32_t)((khi - klo + dp->tile_n - 1) / dp->tile_n);
                     s->g0 = gi;
-                    g->seg_own = ns++;
+                    s->ng = nkv;
+                    s->gstep = hchunks;
+                    for (int32_t k = 0; k < nkv; k++) {
+                        dp->groups[gi + k * hchunks].seg_own = ns;
+                        dp->groups[gi + k * hchunks].own_row0 = k * rows_per_head;
+                    }
+                    ns++;
                     T += s->n_tiles;
                 }
             }
@@ -317,6 +330,7 @@ static ak_status build_schedule(const ak_ctx *ctx, ak_dplan *dp) {
                         s->b0 = b0;
                         s->b1 = b1;
                         s->hkv = hkv;
+                        s->nkv = 1;
                         s->h0 = hkv * p->g + c * nh_chunk;
                         s->nh = nh;
                         s->M = rows;
@@ -324,6 +338,8 @@ static ak_status build_schedule(const ak_ctx *ctx, ak_dplan *dp) {
                         s->khi = khi;
                         s->n_tiles = (int32_t)((khi - klo + dp->tile_n - 1) / dp->tile_n);
                         s->g0 = b0 * gstride + hkv * hchunks + c;
+                        s->ng = b1 - b0;
+                        s->gstep = gstride;
                         int32_t r0 = 0;
                         for (int32_t b = b0; b < b1; b++) {
                             ak_dgroup *g = &dp->groups[b * gstride + hkv * hchunks + c];
@@ -380,12 +396,13 @@ static ak_status build_schedule(const ak_ctx *ctx, ak_dplan *dp) {
     /* pieces per output group; who writes directly; partial slots for the rest */
     for (int32_t si = 0; si < ns; si++) {
         ak_dseg *sg = &dp->segs[si];
-        for (int32_t b = sg->b0; b < sg->b1; b++) dp->groups[sg->g0 + (b - sg->b0) * gstride].n_parts += sg->n_pieces;
+        for (int32_t k = 0; k < sg->ng; k++) dp->groups[sg->g0 + k * sg->gstep].n_parts += sg->n_pieces;
     }
     int64_t off = 0;
     for (int32_t si = 0; si < ns; si++) {
         ak_dseg *sg = &dp->segs[si];
-        sg->direct = sg->src == 0 && dp->groups[sg->g0].n_parts == 1;
+        sg->direct = 1; /* every group it covers has this single piece as its only part */
+        for (int32_t k = 0; k < sg->ng; k++) sg->direct &= dp->groups[sg->g0 + k * sg->gstep].n_parts == 1;
         if (sg->direct) continue;
         for (int32_t k = 0; k < sg->n_pieces; k++) {
             dp->pieces[sg->first_piece + k].slot = off;
@@ -408,19 +425,19 @@ static void explain_decode(ak_plan *pl, const ak_fwd_kernels *kern) {
     snprintf(pl->kernel_name, sizeof pl->kernel_name, "ak_k_decode_f32__%s", ak_isa_name(kern->isa));
     int lanes = 0, keys = 0;
     for (int32_t s = 0; s < dp->n_segs; s++) {
-        if (dp->segs[s].M < dp->qk_keys_below) keys++;
+        if (dp->segs[s].M / dp->segs[s].nkv < dp->qk_keys_below) keys++;
         else lanes++;
     }
     snprintf(pl->explain, sizeof pl->explain,
              "chosen: %s (micro-kernels %s; ISA cap %s, detected %s; kv %s%s, page_size %d; B=%d Hq=%d Hkv=%d "
              "q_len<=%d d=%d dv=%d)\n"
              "schedule: LeanAttention stream-K: %d segments (%d with keys on the SIMD lanes for Q.K, rows < %d; %d "
-             "with queries on the lanes), tile %d keys, %d runs (%s), %d pieces, %d output groups of <= %d heads; "
-             "K/V of a KV head read once per group of query heads\n"
+             "with queries on the lanes; %d KV heads per segment), tile %d keys, %d runs (%s), %d pieces, %d output "
+             "groups of <= %d heads; K/V of a KV head read once per group of query heads\n"
              "rejected: the dense prefill kernel: it pads the query tile to 16 lanes (up to 16x the FLOPs at q_len = 1)\n",
              pl->kernel_name, kern->name, ak_isa_name(pl->ctx->isa), ak_isa_name(ak_isa_detect()),
              ak_dtype_name(p->kv.dtype), p->has_prefix ? " + shared prefix" : "", p->kv.ps, p->B, p->Hq, p->Hkv,
-             p->nq_max, p->d, p->dv, dp->n_segs, keys, dp->qk_keys_below, lanes, dp->tile_n, dp->workers,
+             p->nq_max, p->d, p->dv, dp->n_segs, keys, dp->qk_keys_below, lanes, dp->heads_per_seg, dp->tile_n, dp->workers,
              p->desc.num_workers ? "from the descriptor" : pl->ctx->deterministic ? "deterministic: fixed count" : "one per thread",
              dp->n_pieces, dp->n_groups, dp->heads_per_group);
 }
@@ -457,6 +474,17 @@ ak_status ak_decode_plan_create(ak_ctx *ctx, const ak_decode_desc *desc, ak_plan
     dp->qk_keys_below = AK_DEC_KEYS_BELOW;
     if (e && strcmp(e, "keys") == 0) dp->qk_keys_below = AK_DEC_MAX_ROWS + 1;
     if (e && strcmp(e, "lanes") == 0) dp->qk_keys_below = 0;
+    /* Token-major pages (NHD) hold the K/V rows of all heads of a token side by side: a segment then
+     * takes every KV head of its sequence (as many as fit 128 rows), so that a tile reads pages
+     * sequentially instead of 256 B out of every token's row (the hardware prefetcher then streams). */
+    dp->heads_per_seg = 1;
+    if (pl->kern && pl->kern->dec_qk && p->kv.ps > 0 && p->kv.layout == AK_KV_NHD && p->Hkv > 1 &&
+        (int64_t)p->g * p->nq_max < dp->qk_keys_below) {
+        int32_t per = (int32_t)(AK_DEC_MAX_ROWS / (p->g * p->nq_max));
+        per = env_int("AK_DECODE_HEADS_PER_SEG", per); /* experiments: 1 = one KV head per segment */
+        if (per < 1) per = 1;
+        dp->heads_per_seg = per < p->Hkv ? per : p->Hkv;
+    }
     if (pl->kern) {
         st = build_schedule(ctx, dp);
         if (st != AK_OK) {

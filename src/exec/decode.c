@@ -88,8 +88,8 @@ static size_t carve(const ak_dplan *dp, char *base, dscratch *s) {
     t.rb = (int32_t *)carve_one(base, &o, (size_t)mp * i32);
     t.rh = (int32_t *)carve_one(base, &o, (size_t)mp * i32);
     t.ri = (int32_t *)carve_one(base, &o, (size_t)mp * i32);
-    t.rows = (const void **)carve_one(base, &o, (size_t)(4 * n) * sizeof(void *));
-    t.rscale = (float *)carve_one(base, &o, (size_t)(4 * n) * f);
+    t.rows = (const void **)carve_one(base, &o, (size_t)(2 * n) * sizeof(void *));
+    t.rscale = (float *)carve_one(base, &o, (size_t)(2 * n) * f);
     if (s) *s = t;
     return o;
 }
@@ -178,7 +178,7 @@ static void merge_group(const ak_dplan *dp, const ak_decode_tensors *t, int32_t 
             for (int k = 0; k < 2; k++) {
                 if (segs[k] < 0) continue;
                 const ak_dseg *sg = &dp->segs[segs[k]];
-                const int32_t row = (k == 0 ? 0 : g->pre_row0) + r;
+                const int32_t row = (k == 0 ? g->own_row0 : g->pre_row0) + r;
                 for (int32_t pi = 0; pi < sg->n_pieces; pi++) {
                     float *slot = part + dp->pieces[sg->first_piece + pi].slot;
                     float *o = slot + (size_t)row * dv;
@@ -209,11 +209,12 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
     const dims x = dims_of(dp);
     const int d = p->d, dv = p->dv, M = sg->M, mpad = (int)r16(M), dvpad = (int)r16(dv);
     const int64_t ld = x.ld;
-    const int keys_mode = M < dp->qk_keys_below;
+    const int keys_mode = M / sg->nkv < dp->qk_keys_below; /* rows per KV head decide */
     /* direct: the ISA has decode products that read the cache itself (no tile copies) */
     const int direct = keys_mode && kern->dec_qk != NULL;
     /* rows per block of the direct products: the fewest blocks of at most AK_DEC_DIRECT_ROWS, balanced */
-    const int rb = (M + (M + AK_DEC_DIRECT_ROWS - 1) / AK_DEC_DIRECT_ROWS - 1) / ((M + AK_DEC_DIRECT_ROWS - 1) / AK_DEC_DIRECT_ROWS);
+    const int mh = M / sg->nkv, nblk = (mh + AK_DEC_DIRECT_ROWS - 1) / AK_DEC_DIRECT_ROWS;
+    const int rb = (mh + nblk - 1) / nblk; /* per KV head */
     const ak_kvmeta *meta = sg->src ? &p->pre : &p->kv;
     const ak_kvview *w = sg->src ? prew : kvw;
     const int64_t off = sg->src ? 0 : p->P, nsrc = sg->src ? p->P : 0;
@@ -222,13 +223,14 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
     /* rows: sequences b0..b1-1, then heads, then query rows */
     int r = 0;
     for (int32_t b = sg->b0; b < sg->b1; b++)
-        for (int32_t hh = 0; hh < sg->nh; hh++)
-            for (int32_t i = 0; i < (int32_t)ak__dnq(p, b); i++) {
-                s->rb[r] = b;
-                s->rh[r] = sg->h0 + hh;
-                s->ri[r] = i;
-                r++;
-            }
+        for (int32_t kk = 0; kk < sg->nkv; kk++)
+            for (int32_t hh = 0; hh < sg->nh; hh++)
+                for (int32_t i = 0; i < (int32_t)ak__dnq(p, b); i++) {
+                    s->rb[r] = b;
+                    s->rh[r] = sg->h0 + kk * p->g + hh;
+                    s->ri[r] = i;
+                    r++;
+                }
     int64_t lo_max = INT64_MIN, hi_min = INT64_MAX;
     for (int col = 0; col < mpad; col++) {
         if (col >= M) {
@@ -282,37 +284,27 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
     const float cap = p->desc.softcap;
     const int tn = dp->tile_n;
     const int ocols = direct ? (dv + 31) / 32 * 32 : dvpad; /* columns of O the products write */
-    /* row pointers of the current and the next tile (K, V) */
-    const void **kr = s->rows, **vr = s->rows + tn, **kr_next = s->rows + 2 * tn, **vr_next = s->rows + 3 * tn;
-    float *ks = s->rscale, *vs = s->rscale + tn, *ks_next = s->rscale + 2 * tn, *vs_next = s->rscale + 3 * tn;
-    {
-        int64_t j0 = sg->klo + (int64_t)pc->t0 * tn;
-        int nk = (int)(sg->khi - j0 < tn ? sg->khi - j0 : tn);
-        gather_rows(meta, w, 0, bsrc, sg->hkv, j0, nk, kr_next, ks_next);
-        gather_rows(meta, w, 1, bsrc, sg->hkv, j0, nk, vr_next, vs_next);
-    }
+    /* row pointers (and int8 scales) of the current tile, for one KV head at a time */
+    const void **kr = s->rows, **vr = s->rows + tn;
+    float *ks = s->rscale, *vs = s->rscale + tn;
+    const int mb = M / sg->nkv; /* rows per KV head */
     for (int32_t tix = pc->t0; tix < pc->t1; tix++) {
         int64_t j0 = sg->klo + (int64_t)tix * tn;
         int nk = (int)(sg->khi - j0 < tn ? sg->khi - j0 : tn);
-        { /* swap: next -> current */
-            const void **tp = kr; kr = kr_next; kr_next = tp;
-            tp = vr; vr = vr_next; vr_next = tp;
-            float *tf = ks; ks = ks_next; ks_next = tf;
-            tf = vs; vs = vs_next; vs_next = tf;
-        }
-        if (tix + 1 < pc->t1) {
-            int64_t j1 = j0 + tn;
-            int nk1 = (int)(sg->khi - j1 < tn ? sg->khi - j1 : tn);
-            gather_rows(meta, w, 0, bsrc, sg->hkv, j1, nk1, kr_next, ks_next);
-            gather_rows(meta, w, 1, bsrc, sg->hkv, j1, nk1, vr_next, vs_next);
+        if (!direct) { /* one KV head */
+            gather_rows(meta, w, 0, bsrc, sg->hkv, j0, nk, kr, ks);
+            gather_rows(meta, w, 1, bsrc, sg->hkv, j0, nk, vr, vs);
         }
         const int full = j0 >= lo_max && j0 + nk - 1 <= hi_min; /* every row sees the whole tile */
         if (direct) {
             /* S[M][nk], keys contiguous; the softmax runs along rows (no padding of M to the lanes) */
             const int64_t lds = x.ldkt;
-            for (int m0 = 0; m0 < M; m0 += rb) /* blocks of rows; the tile stays in L1/L2 */
-                kern->dec_qk(meta->dtype, M - m0 < rb ? M - m0 : rb, nk, d,
-                             s->qr + (size_t)m0 * x.ldq, x.ldq, kr, ks, p->scale, s->s + (size_t)m0 * lds, lds);
+            for (int kk = 0; kk < sg->nkv; kk++) { /* the KV heads of the segment, each with its mb rows */
+                gather_rows(meta, w, 0, bsrc, sg->hkv + kk, j0, nk, kr, ks);
+                for (int m0 = kk * mb; m0 < (kk + 1) * mb; m0 += rb) /* blocks of rows; the tile stays in L1/L2 */
+                    kern->dec_qk(meta->dtype, (kk + 1) * mb - m0 < rb ? (kk + 1) * mb - m0 : rb, nk, d,
+                                 s->qr + (size_t)m0 * x.ldq, x.ldq, kr, ks, p->scale, s->s + (size_t)m0 * lds, lds);
+            }
             if (cap > 0.0f) kern->softcap(M, (int)r16(nk), s->s, lds, cap);
             for (int col = 0; col < M; col++) {
                 float *row = s->s + (size_t)col * lds;
@@ -366,12 +358,15 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
                     for (int c = 0; c < ocols; c++) orow[c] *= a;
                 }
         if (direct) {
-            if (meta->dtype == AK_I8) /* fold the value scales into P */
-                for (int col = 0; col < M; col++)
-                    for (int j = 0; j < nk; j++) s->s[(size_t)col * x.ldkt + j] *= vs[j];
-            for (int m0 = 0; m0 < M; m0 += rb)
-                kern->dec_pv(meta->dtype, M - m0 < rb ? M - m0 : rb, nk, dv, s->s + (size_t)m0 * x.ldkt, x.ldkt, vr,
-                             s->o + (size_t)m0 * x.ldv, x.ldv);
+            for (int kk = 0; kk < sg->nkv; kk++) {
+                gather_rows(meta, w, 1, bsrc, sg->hkv + kk, j0, nk, vr, vs);
+                if (meta->dtype == AK_I8) /* fold the value scales into P */
+                    for (int col = kk * mb; col < (kk + 1) * mb; col++)
+                        for (int j = 0; j < nk; j++) s->s[(size_t)col * x.ldkt + j] *= vs[j];
+                for (int m0 = kk * mb; m0 < (kk + 1) * mb; m0 += rb)
+                    kern->dec_pv(meta->dtype, (kk + 1) * mb - m0 < rb ? (kk + 1) * mb - m0 : rb, nk, dv,
+                                 s->s + (size_t)m0 * x.ldkt, x.ldkt, vr, s->o + (size_t)m0 * x.ldv, x.ldv);
+            }
         } else {
             kern->rows_f32(meta->dtype, nk, dv, vr, vs, s->vb, x.ldv);
             kern->pv(nk, M, dvpad, s->st, ld, s->vb, x.ldv, s->o, x.ldv);
@@ -398,9 +393,8 @@ static void run_piece(const ak_dplan *dp, const ak_fwd_kernels *kern, const ak_d
         slot[(size_t)M * dv + col] = s->m[col];
     }
     /* count this piece done for every output group it covers; the last one merges */
-    const int32_t gstride = dp->n_groups / p->B;
-    for (int32_t b = sg->b0; b < sg->b1; b++) {
-        int32_t gi = sg->g0 + (b - sg->b0) * gstride;
+    for (int32_t k = 0; k < sg->ng; k++) {
+        int32_t gi = sg->g0 + k * sg->gstep;
         int done = __atomic_add_fetch(&count[gi], 1, __ATOMIC_ACQ_REL);
         if (done == dp->groups[gi].n_parts) merge_group(dp, t, gi, part);
     }

@@ -43,17 +43,20 @@ ak_status ak__dcheck_tensors(const ak_ctx *ctx, const ak_dproblem *p, const ak_d
 ak_status ak__ref_decode(const ak_ctx *ctx, const ak_dproblem *p, const ak_decode_tensors *t, const ak_kvview *kv,
                          const ak_kvview *pre);
 
-/* One row tile against one key source: the rows of query heads [h0, h0+nh) of KV head hkv for
- * sequences [b0, b1) (own cache: b1 = b0 + 1; prefix: several sequences share the tile), against
- * keys [klo, khi) of the source, cut into tiles of tile_n keys. Rows are ordered b, then head, then i. */
+/* One row tile against one key source: for sequences [b0, b1) (own cache: b1 = b0 + 1; prefix:
+ * several sequences share the tile) and KV heads [hkv, hkv + nkv) (nkv > 1 only for token-major
+ * paged caches, where the heads of a token are adjacent in memory), the rows of query heads
+ * h0 + k*g + [0, nh) of KV head hkv + k, against keys [klo, khi) of the source, in tiles of tile_n
+ * keys. Rows are ordered b, then KV head, then query head, then i; each KV head's rows form one
+ * block of M / nkv rows. The segment covers output groups g0 + k * gstep, k < ng. */
 typedef struct ak_dseg {
     int32_t src;                /* 0 = the sequence's own cache, 1 = the shared prefix */
-    int32_t b0, b1, hkv, h0, nh;
+    int32_t b0, b1, hkv, nkv, h0, nh;
     int32_t M;                  /* rows */
     int32_t n_tiles;
     int64_t klo, khi;
     int32_t first_piece, n_pieces;
-    int32_t g0;                 /* first output group covered (groups of b0..b1-1 are g0 + (b - b0) * gstride) */
+    int32_t g0, ng, gstep;      /* output groups covered */
     int32_t direct;             /* 1: a single piece that writes the output itself */
 } ak_dseg;
 
@@ -67,13 +70,14 @@ typedef struct ak_dpiece {
 typedef struct ak_dgroup {
     int32_t b, hkv, h0, nh;
     int32_t seg_own, seg_pre;   /* segment indices or -1 */
-    int32_t pre_row0;           /* first row of this group inside seg_pre */
+    int32_t own_row0, pre_row0; /* first row of this group inside seg_own / seg_pre */
     int32_t n_parts;            /* pieces contributing (own + prefix) */
 } ak_dgroup;
 
 typedef struct ak_dplan {
     ak_dproblem p;
     int tile_n, workers, qk_keys_below;   /* key-lanes QK when a segment has fewer rows than this */
+    int heads_per_seg;          /* KV heads per own segment (> 1: token-major pages, direct products) */
     ak_dseg *segs;
     int32_t n_segs;
     ak_dpiece *pieces;
