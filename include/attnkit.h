@@ -519,7 +519,7 @@ typedef struct ak_decode_desc {
     int32_t has_alibi, has_sinks, return_lse;
     ak_kv_desc kv;               /* the per-sequence caches */
     const ak_kv_desc *prefix;    /* NULL, or a shared prefix cache (batch 1, same Hkv, d, dv) */
-    int32_t tile_n;              /* keys per Lean tile, 1 .. 4096; 0 = auto (256; 128 when d or dv > 128) */
+    int32_t tile_n;              /* keys per Lean tile, 1 .. 4096; 0 = auto (256; 128 when d or dv > 128; NHD pages: 64..256) */
     int32_t num_workers;         /* Lean workers (runs); 0 = auto, see above */
 } ak_decode_desc;
 

@@ -485,6 +485,11 @@ ak_status ak_decode_plan_create(ak_ctx *ctx, const ak_decode_desc *desc, ak_plan
         if (per < 1) per = 1;
         dp->heads_per_seg = per < p->Hkv ? per : p->Hkv;
     }
+    if (dp->heads_per_seg > 1 && desc->tile_n == 0 && getenv("AK_DECODE_TILE_N") == NULL) {
+        /* a tile reads every head's rows: keep its K (or V) within 128 KiB of L2 */
+        int t = 256 / dp->heads_per_seg;
+        dp->tile_n = t < 64 ? 64 : t;
+    }
     if (pl->kern) {
         st = build_schedule(ctx, dp);
         if (st != AK_OK) {
