@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <string.h>
 
 #define AK_CACHELINE 64
 
@@ -31,6 +32,14 @@ void *ak__alloc(const ak_ctx *ctx, size_t size);
 void ak__free(const ak_ctx *ctx, void *p);
 
 /* ---- element access ---- */
+/* f32 -> bf16, round to nearest even, NaN stays a quiet NaN (ak_f32_to_bf16 is this). */
+static inline uint16_t ak__f32_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
 static inline float ak__load(const void *base, ak_dtype t, int64_t off) {
     switch (t) {
     case AK_F32: return ((const float *)base)[off];

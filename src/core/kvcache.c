@@ -50,11 +50,20 @@ static void put_row(ak_dtype dt, char *dst, float *scale, const kv_src *s, int64
     const int64_t off = s->base + r * s->s_row;
     switch (dt) {
     case AK_F32:
+        if (s->dt == AK_F32 && s->s_col == 1) {
+            memcpy(dst, (const float *)s->data + off, sizeof(float) * (size_t)cols);
+            break;
+        }
         for (int32_t c = 0; c < cols; c++) ((float *)dst)[c] = ak__load(s->data, s->dt, off + c * s->s_col);
         break;
     case AK_BF16:
+        if (s->dt == AK_F32 && s->s_col == 1) { /* the common case, inlined */
+            const float *src = (const float *)s->data + off;
+            for (int32_t c = 0; c < cols; c++) ((uint16_t *)dst)[c] = ak__f32_to_bf16(src[c]);
+            break;
+        }
         for (int32_t c = 0; c < cols; c++)
-            ((uint16_t *)dst)[c] = ak_f32_to_bf16(ak__load(s->data, s->dt, off + c * s->s_col));
+            ((uint16_t *)dst)[c] = ak__f32_to_bf16(ak__load(s->data, s->dt, off + c * s->s_col));
         break;
     case AK_F16:
         for (int32_t c = 0; c < cols; c++)
@@ -243,18 +252,16 @@ static ak_status append_check(const ak_ctx *ctx, const ak_kv_desc *kv, const ak_
     return AK_OK;
 }
 
-/* Write rows [0, nb) of sequence b at tokens len_b + r. */
-static void append_seq(const kv_dst *o, const ak_kv_desc *kv, const ak_kvmeta *m, int32_t b, int64_t nb,
-                       const ak_tensor *kn, const ak_tensor *vn) {
+/* Write rows [0, nb) of KV head h of sequence b at tokens len_b + r. */
+static void append_head(const kv_dst *o, const ak_kv_desc *kv, const ak_kvmeta *m, int32_t b, int64_t h, int64_t nb,
+                        const ak_tensor *kn, const ak_tensor *vn) {
     const int32_t *row = page_row(kv, b);
+    kv_src ks = {kn->data, kn->dtype, b * kn->stride[0] + h * kn->stride[1], kn->stride[2], kn->stride[3]};
+    kv_src vs = {vn->data, vn->dtype, b * vn->stride[0] + h * vn->stride[1], vn->stride[2], vn->stride[3]};
     for (int64_t r = 0; r < nb; r++) {
         const int64_t tok = m->len[b] + r;
         const int64_t outer = row ? row[tok / m->ps] : b, pos = row ? tok % m->ps : tok;
-        for (int64_t h = 0; h < m->Hkv; h++) {
-            kv_src ks = {kn->data, kn->dtype, b * kn->stride[0] + h * kn->stride[1], kn->stride[2], kn->stride[3]};
-            kv_src vs = {vn->data, vn->dtype, b * vn->stride[0] + h * vn->stride[1], vn->stride[2], vn->stride[3]};
-            put_token(o, outer, pos, h, &ks, &vs, r);
-        }
+        put_token(o, outer, pos, h, &ks, &vs, r);
     }
 }
 
@@ -272,14 +279,18 @@ ak_status ak_kv_append(ak_ctx *ctx, const ak_kv_desc *kv, const ak_kv_tensors *c
         ak__kvmeta_free(ctx, &m);
         return st;
     }
-    /* validated: write. Sequences write disjoint rows, so the result is independent of the threads. */
-    const int64_t n = k_new->shape[2];
+    /* validated: write. (sequence, head) pairs write disjoint rows, so the result is independent of the
+     * threads. */
+    const int64_t n = k_new->shape[2], pairs = (int64_t)m.B * m.Hkv;
     const double work = (double)m.B * (double)n * m.Hkv * (m.d + m.dv);
     (void)work;
 #ifdef AK_USE_OPENMP
-#pragma omp parallel for num_threads(ctx->n_threads) schedule(dynamic, 1) if (work >= AK_KV_PAR_MIN && m.B > 1)
+#pragma omp parallel for num_threads(ctx->n_threads) schedule(dynamic, 1) if (work >= AK_KV_PAR_MIN && pairs > 1)
 #endif
-    for (int32_t b = 0; b < m.B; b++) append_seq(&dst, kv, &m, b, n_new ? n_new[b] : n, k_new, v_new);
+    for (int64_t idx = 0; idx < pairs; idx++) {
+        int32_t b = (int32_t)(idx / m.Hkv);
+        append_head(&dst, kv, &m, b, idx % m.Hkv, n_new ? n_new[b] : n, k_new, v_new);
+    }
     ak__kvmeta_free(ctx, &m);
     return AK_OK;
 }

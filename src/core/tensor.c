@@ -78,12 +78,7 @@ static float bits_f32(uint32_t u) {
     return x;
 }
 
-uint16_t ak_f32_to_bf16(float x) {
-    uint32_t u = f32_bits(x);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);                                           /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
+uint16_t ak_f32_to_bf16(float x) { return ak__f32_to_bf16(x); }
 
 float ak_bf16_to_f32(uint16_t x) { return bits_f32((uint32_t)x << 16); }
 
