@@ -252,7 +252,8 @@ AK_AI void load32(const ak_dtype t, const void *row, int c, int cnt, __m512 *v0,
     switch (t) {
     case AK_BF16: {
         __mmask32 k = cnt >= 32 ? 0xFFFFFFFFu : cnt <= 0 ? 0u : (1u << cnt) - 1u;
-        __m512i w = _mm512_maskz_loadu_epi16(k, (const uint16_t *)row + c);
+        __m512i w = cnt >= 32 ? _mm512_loadu_si512((const uint16_t *)row + c) /* full chunk: a plain load */
+                              : _mm512_maskz_loadu_epi16(k, (const uint16_t *)row + c);
         *v0 = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
         *v1 = _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32((int)0xFFFF0000u)));
         break;
