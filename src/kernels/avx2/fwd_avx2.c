@@ -9,6 +9,8 @@
 #include <string.h>
 
 #define AK_AI static inline __attribute__((always_inline))
+/* full unrolling of register-tile loops (GCC keeps arrays of accumulators in memory otherwise) */
+#define AK_UNROLL _Pragma("GCC unroll 16")
 #define AK_DEC_PF 8 /* decode: prefetch distance in keys */
 
 AK_AI void qk_tile(const int MR, int d, const float *k, int64_t ldk, const float *qt, int64_t ldqt, __m256 scale,
@@ -271,40 +273,58 @@ AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *
         /* rows a few keys ahead: pages scatter rows where the hardware prefetcher cannot follow */
         for (int k = 0; k < KB && j + AK_DEC_PF + k < nk; k++)
             for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char *)krows[j + AK_DEC_PF + k] + b, 0, 3);
-        __m256 a[4][AK_DEC_DIRECT_ROWS];
+        __m256 a[4][AK_DEC_DIRECT_ROWS], a2[4][AK_DEC_DIRECT_ROWS]; /* a2: second chain for few rows */
+        AK_UNROLL
         for (int k = 0; k < KB; k++)
-            for (int m = 0; m < MR; m++) a[k][m] = _mm256_setzero_ps();
+            AK_UNROLL
+            for (int m = 0; m < MR; m++) a[k][m] = a2[k][m] = _mm256_setzero_ps();
         for (int c = 0; c < d; c += 16)
+            AK_UNROLL
             for (int k = 0; k < KB; k++) {
                 __m256 v0, v1;
                 load16x(t, krows[j + k], c, d - c, &v0, &v1);
+                AK_UNROLL
                 for (int m = 0; m < MR; m++) {
                     a[k][m] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)m * ldq + c), v0, a[k][m]);
-                    a[k][m] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)m * ldq + c + 8), v1, a[k][m]);
+                    if (MR <= 3) /* two chains per accumulator: FMA latency, not throughput, limits few rows */
+                        a2[k][m] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)m * ldq + c + 8), v1, a2[k][m]);
+                    else
+                        a[k][m] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)m * ldq + c + 8), v1, a[k][m]);
                 }
             }
+        if (MR <= 3)
+            AK_UNROLL
+            for (int k = 0; k < KB; k++)
+                AK_UNROLL
+                for (int m = 0; m < MR; m++) a[k][m] = _mm256_add_ps(a[k][m], a2[k][m]);
         float sc[4] = {0, 0, 0, 0};
+        AK_UNROLL
         for (int k = 0; k < KB; k++) sc[k] = t == AK_I8 ? scale * kscale[j + k] : scale;
+        AK_UNROLL
         for (int m = 0; m < MR; m++) {
             float out[4];
             __m256 z = _mm256_setzero_ps();
             __m128 r = KB == 4 ? hsum4x(a[0][m], a[1][m], a[2][m], a[3][m]) : hsum4x(a[0][m], a[1][m], z, z);
             _mm_storeu_ps(out, _mm_mul_ps(r, _mm_loadu_ps(sc)));
+            AK_UNROLL
             for (int k = 0; k < KB; k++) st[(size_t)m * ldst + j + k] = out[k];
         }
     }
     for (; j < nk; j++) {
         __m256 a0[AK_DEC_DIRECT_ROWS];
+        AK_UNROLL
         for (int m = 0; m < MR; m++) a0[m] = _mm256_setzero_ps();
         for (int c = 0; c < d; c += 16) {
             __m256 v0, v1;
             load16x(t, krows[j], c, d - c, &v0, &v1);
+            AK_UNROLL
             for (int m = 0; m < MR; m++) {
                 a0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)m * ldq + c), v0, a0[m]);
                 a0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)m * ldq + c + 8), v1, a0[m]);
             }
         }
         float sc1 = t == AK_I8 ? scale * kscale[j] : scale;
+        AK_UNROLL
         for (int m = 0; m < MR; m++) {
             float out[4];
             __m256 z = _mm256_setzero_ps();
@@ -317,20 +337,27 @@ AK_AI void dec_qk_t(const ak_dtype t, const int MR, int nk, int d, const float *
 AK_AI void dec_pv_block(const ak_dtype t, const int MR, const int NB, int nk, int dv, int c0, const float *pt,
                         int64_t ldpt, const void *const *vrows, float *o, int64_t ldo) {
     __m256 acc[AK_DEC_DIRECT_ROWS][6];
+    AK_UNROLL
     for (int m = 0; m < MR; m++)
+        AK_UNROLL
         for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm256_loadu_ps(o + (size_t)m * ldo + c0 + 8 * u);
     const size_t row_bytes = (size_t)dv * (t == AK_F32 ? 4 : t == AK_I8 ? 1 : 2);
     for (int j = 0; j < nk; j++) {
         if (c0 == 0 && j + AK_DEC_PF < nk)
             for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch((const char *)vrows[j + AK_DEC_PF] + b, 0, 3);
         __m256 vv[6];
+        AK_UNROLL
         for (int b = 0; b < NB; b++) load16x(t, vrows[j], c0 + 16 * b, dv - c0 - 16 * b, &vv[2 * b], &vv[2 * b + 1]);
+        AK_UNROLL
         for (int m = 0; m < MR; m++) {
             __m256 pm = _mm256_set1_ps(pt[(size_t)m * ldpt + j]); /* folds into the FMA as a memory broadcast */
+            AK_UNROLL
             for (int u = 0; u < 2 * NB; u++) acc[m][u] = _mm256_fmadd_ps(pm, vv[u], acc[m][u]);
         }
     }
+    AK_UNROLL
     for (int m = 0; m < MR; m++)
+        AK_UNROLL
         for (int u = 0; u < 2 * NB; u++) _mm256_storeu_ps(o + (size_t)m * ldo + c0 + 8 * u, acc[m][u]);
 }
 
