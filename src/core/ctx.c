@@ -34,6 +34,7 @@ const char *ak_status_string(ak_status s) {
 
 const char *ak_version(void) { return AK_VERSION_STRING; }
 
+#include "ak_commit.h" /* generated at build time: AK_GIT_COMMIT */
 #ifndef AK_GIT_COMMIT
 #define AK_GIT_COMMIT "unknown"
 #endif
