@@ -192,23 +192,7 @@ ak_status ak__dcheck_tensors(const ak_ctx *ctx, const ak_dproblem *p, const ak_d
     }
     if (d->return_lse && ak__ranges_overlap(&t->lse, &t->o))
         return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "lse overlaps o");
-    if (d->has_alibi) {
-        const ak_tensor *a = &t->alibi_slopes;
-        if (a->ndim != 1 && a->ndim != 2)
-            return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "alibi_slopes.ndim = %d, expected 1 ([Hq]) or 2 ([B][Hq])", a->ndim);
-        if ((st = ak__check_view(ctx, "alibi_slopes", a, a->ndim))) return st;
-        if (a->dtype != AK_F32) return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "alibi_slopes must be f32");
-        if (a->shape[a->ndim - 1] != p->Hq || (a->ndim == 2 && a->shape[0] != p->B))
-            return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "alibi_slopes shape must be [%d] or [%d][%d]", p->Hq, p->B, p->Hq);
-    }
-    if (d->has_sinks) {
-        const ak_tensor *s = &t->sinks;
-        if ((st = ak__check_view(ctx, "sinks", s, 1))) return st;
-        if (s->dtype != AK_F32) return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "sinks must be f32");
-        if (s->shape[0] != p->Hq)
-            return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "sinks.shape = [%lld], expected [%d]", (long long)s->shape[0], p->Hq);
-    }
-    return AK_OK;
+    return ak__check_head_inputs(ctx, d->has_alibi, &t->alibi_slopes, d->has_sinks, &t->sinks, p->B, p->Hq);
 }
 
 /* ---- the Lean schedule ---- */

@@ -118,6 +118,9 @@ ak_status ak__check_tensors(const ak_ctx *ctx, const ak_problem *p, const ak_att
 ak_status ak__check_out_tensor(const ak_ctx *ctx, const char *name, const ak_tensor *t);
 /* ndim, non-negative shapes and strides, data non-NULL when non-empty, element alignment */
 ak_status ak__check_view(const ak_ctx *ctx, const char *name, const ak_tensor *t, int ndim);
+/* alibi_slopes ([Hq] or [B][Hq]) and sinks ([Hq]), f32, each checked only when in use */
+ak_status ak__check_head_inputs(const ak_ctx *ctx, int has_alibi, const ak_tensor *a, int has_sinks,
+                                const ak_tensor *s, int32_t B, int32_t Hq);
 int ak__ranges_overlap(const ak_tensor *a, const ak_tensor *b);
 
 /* Write O = 0, LSE = -inf for the padding rows of a ragged problem. */

@@ -286,21 +286,26 @@ ak_status ak__check_tensors(const ak_ctx *ctx, const ak_problem *p, const ak_att
             ak__ranges_overlap(&t->lse, &t->k) || ak__ranges_overlap(&t->lse, &t->v))
             return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "lse overlaps o, q, k or v");
     }
-    if (d->has_alibi) {
-        const ak_tensor *a = &t->alibi_slopes;
+    return ak__check_head_inputs(ctx, d->has_alibi, &t->alibi_slopes, d->has_sinks, &t->sinks, p->B, p->Hq);
+}
+
+/* The optional per-head inputs: alibi_slopes [Hq] or [B][Hq] and sinks [Hq], f32 (when in use). */
+ak_status ak__check_head_inputs(const ak_ctx *ctx, int has_alibi, const ak_tensor *a, int has_sinks,
+                                const ak_tensor *s, int32_t B, int32_t Hq) {
+    ak_status st;
+    if (has_alibi) {
         if (a->ndim != 1 && a->ndim != 2)
             return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "alibi_slopes.ndim = %d, expected 1 ([Hq]) or 2 ([B][Hq])", a->ndim);
         if ((st = ak__check_view(ctx, "alibi_slopes", a, a->ndim))) return st;
         if (a->dtype != AK_F32) return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "alibi_slopes must be f32");
-        if (a->shape[a->ndim - 1] != p->Hq || (a->ndim == 2 && a->shape[0] != p->B))
-            return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "alibi_slopes shape must be [%d] or [%d][%d]", p->Hq, p->B, p->Hq);
+        if (a->shape[a->ndim - 1] != Hq || (a->ndim == 2 && a->shape[0] != B))
+            return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "alibi_slopes shape must be [%d] or [%d][%d]", Hq, B, Hq);
     }
-    if (d->has_sinks) {
-        const ak_tensor *s = &t->sinks;
+    if (has_sinks) {
         if ((st = ak__check_view(ctx, "sinks", s, 1))) return st;
         if (s->dtype != AK_F32) return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "sinks must be f32");
-        if (s->shape[0] != p->Hq)
-            return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "sinks.shape = [%lld], expected [%d]", (long long)s->shape[0], p->Hq);
+        if (s->shape[0] != Hq)
+            return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "sinks.shape = [%lld], expected [%d]", (long long)s->shape[0], Hq);
     }
     return AK_OK;
 }
