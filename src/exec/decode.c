@@ -21,7 +21,6 @@
  */
 #include "exec/decode.h"
 
-#include <stdlib.h>
 #include <string.h>
 #ifdef AK_USE_OPENMP
 #include <omp.h>
