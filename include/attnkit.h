@@ -550,6 +550,72 @@ AK_API ak_status ak_decode(ak_ctx *ctx, const ak_decode_desc *desc, const ak_dec
 AK_API ak_status ak_decode_ref(ak_ctx *ctx, const ak_decode_desc *desc, const ak_decode_tensors *t);
 
 /* ------------------------------------------------------------------------------------------------
+ * Linear attention: Lightning Attention (TransNormerLLM), causal with per-head decay
+ * ---------------------------------------------------------------------------------------------- */
+
+/** Per-head decay conventions found in public code (see docs/LINEAR.md). */
+typedef enum ak_la_decay_mode {
+    AK_LA_DECAY_OFFICIAL = 0,  /* lightning-attention / TNL: ALiBi-style slopes, f_l = 1 - l/(L-1) + 1e-5 */
+    AK_LA_DECAY_MINIMAX = 1,   /* MiniMax: s_h = 2^(-8h/H) for any H, f_l = 1 - l/(L-1+1e-5) + 1e-5 */
+    AK_LA_DECAY_PAPER = 2      /* the TNL paper's formula as FLA implements it: s_h = 8h/H (h from 0), f_l = 1 - l/L */
+} ak_la_decay_mode;
+
+/**
+ * log_decay[h] = -s_h * f_l (<= 0) for heads h = 0..num_heads-1 of layer `layer` (0-based) of `n_layers`:
+ * the per-head decay is lambda_h = exp(log_decay[h]). n_layers = 1 gives f = 1 + 1e-5 (OFFICIAL, MINIMAX)
+ * or 1 (PAPER).
+ */
+AK_API ak_status ak_la_log_decay(ak_ctx *ctx, ak_la_decay_mode mode, int32_t num_heads, int32_t layer,
+                                 int32_t n_layers, float *log_decay);
+
+/**
+ * Causal linear attention of one layer, per (sequence, head), with decay lambda = exp(log_decay[h]):
+ *   S_t = lambda S_{t-1} + k_t v_t^T   (S: d x e, fp32; S_{-1} = state_in or 0)
+ *   o_t = S_t^T (scale q_t)             -- no softmax, no denominator
+ * equivalently o_t = sum_{s <= t} lambda^(t-s) (scale q_t . k_s) v_s (+ lambda^(t+1) S_{-1}^T scale q_t).
+ * Shapes: Q, K [B][H][T][d], V, O [B][H][T][e] (any strides; ragged: cu_seqlens, tensors [1][H][total][.],
+ * the state restarts at every sequence), log_decay [H] f32 (<= 0, iff has_decay; otherwise lambda = 1),
+ * state_in / state_out [B][H][d][e] f32 (iff has_initial_state / return_final_state; state_out = the
+ * state after the sequence's last token; it may be the very same view as state_in).
+ */
+typedef struct ak_la_desc {
+    size_t size;                 /* = sizeof(ak_la_desc), set by ak_la_desc_init */
+    int32_t batch;               /* B >= 1 (number of sequences when ragged) */
+    int32_t num_heads;           /* H >= 1 */
+    int32_t seqlen;              /* T >= 0 (ignored when ragged) */
+    int32_t head_dim;            /* d in [1, 512] */
+    int32_t head_dim_v;          /* e in [1, 512]; 0 = d */
+    ak_dtype dtype_qkv;          /* F32, BF16, F16 (q, k, v share it) */
+    ak_dtype dtype_o;            /* F32, BF16, F16 (F64 also for the reference) */
+    float scale;                 /* c, multiplies q; default 1 (TNL: no 1/sqrt(d)) */
+    int32_t has_decay;           /* 0: lambda = 1 */
+    int32_t has_initial_state;
+    int32_t return_final_state;
+    int32_t block;               /* block length of the chunked form; 0 = auto (64) */
+    const int32_t *cu_seqlens;   /* NULL or int32 [batch+1] */
+} ak_la_desc;
+
+AK_API void ak_la_desc_init(ak_la_desc *desc);
+
+typedef struct ak_la_tensors {
+    size_t size;                 /* = sizeof(ak_la_tensors), set by ak_la_tensors_init */
+    ak_tensor q, k, v, o;
+    ak_tensor log_decay;         /* [H] f32 */
+    ak_tensor state_in;          /* [B][H][d][e] f32 */
+    ak_tensor state_out;         /* [B][H][d][e] f32 */
+} ak_la_tensors;
+
+AK_API void ak_la_tensors_init(ak_la_tensors *t);
+
+/** Chunked forward (Lightning Attention-2: intra-block masked product + inter-block state), fp32 state. */
+AK_API ak_status ak_la_forward(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t);
+/** The recurrent form, one token at a time (decoding: T = 1 per call, state in -> state out). */
+AK_API ak_status ak_la_recurrent(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t);
+/** Double-precision reference: the masked O(T^2) left product with explicit decay powers (plus the initial
+ *  state term), and the final state by the recurrence in double. o may be AK_F64. */
+AK_API ak_status ak_la_forward_ref(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t);
+
+/* ------------------------------------------------------------------------------------------------
  * Machine ceilings (what `attnkit peak` prints and benchmarks divide by)
  * ---------------------------------------------------------------------------------------------- */
 

@@ -1,0 +1,190 @@
+/* Linear attention: decay conventions, descriptor and tensor validation, entry points. */
+#include "exec/linear.h"
+
+#include <string.h>
+
+#define AK_LA_DEFAULT_BLOCK 64
+
+void ak_la_desc_init(ak_la_desc *d) {
+    if (!d) return;
+    memset(d, 0, sizeof *d);
+    d->size = sizeof *d;
+    d->batch = 1;
+    d->num_heads = 1;
+    d->dtype_qkv = d->dtype_o = AK_F32;
+    d->scale = 1.0f;
+}
+
+void ak_la_tensors_init(ak_la_tensors *t) {
+    if (!t) return;
+    memset(t, 0, sizeof *t);
+    t->size = sizeof *t;
+}
+
+/* ALiBi slopes as the official code builds them: 2^(-8h/n) for a power of two n; otherwise the slopes
+ * of the next lower power of two P, then every other slope of the 2P list (the first H - P of them). */
+static double official_slope(int32_t H, int32_t h /* 0-based */) {
+    int32_t P = 1;
+    while (P * 2 <= H) P *= 2;
+    if (h < P) return pow(2.0, -8.0 * (h + 1) / P);
+    int32_t k = h - P;                          /* every other slope of the 2P list: indices 0, 2, 4, ... */
+    return pow(2.0, -8.0 * (2 * k + 1) / (2.0 * P));
+}
+
+ak_status ak_la_log_decay(ak_ctx *ctx, ak_la_decay_mode mode, int32_t H, int32_t layer, int32_t n_layers,
+                          float *log_decay) {
+    if (!ctx) return AK_ERR_NULL_POINTER;
+    ak__clear_error(ctx);
+    if (!log_decay) return ak__fail(ctx, AK_ERR_NULL_POINTER, "log_decay is NULL");
+    if (H < 1 || n_layers < 1 || layer < 0 || layer >= n_layers)
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "num_heads = %d, n_layers = %d must be >= 1 and layer = %d in [0, %d)",
+                        H, n_layers, layer, n_layers);
+    double f;
+    switch (mode) {
+    case AK_LA_DECAY_OFFICIAL: f = (n_layers > 1 ? 1.0 - (double)layer / (n_layers - 1) : 1.0) + 1e-5; break;
+    case AK_LA_DECAY_MINIMAX: f = 1.0 - (double)layer / (n_layers - 1 + 1e-5) + 1e-5; break;
+    case AK_LA_DECAY_PAPER: f = 1.0 - (double)layer / n_layers; break;
+    default: return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "mode = %d is not an ak_la_decay_mode", (int)mode);
+    }
+    for (int32_t h = 0; h < H; h++) {
+        double s = mode == AK_LA_DECAY_OFFICIAL ? official_slope(H, h)
+                 : mode == AK_LA_DECAY_MINIMAX  ? pow(2.0, -8.0 * (h + 1) / H)
+                                                : 8.0 * h / H;
+        log_decay[h] = (float)(-s * f);
+    }
+    return AK_OK;
+}
+
+static int valid_in(ak_dtype t) { return t == AK_F32 || t == AK_BF16 || t == AK_F16; }
+
+static void la_free(const ak_ctx *ctx, ak_laproblem *p) {
+    ak__free(ctx, p->cu);
+    p->cu = NULL;
+}
+
+static ak_status la_init(const ak_ctx *ctx, const ak_la_desc *d, int allow_f64, ak_laproblem *p) {
+    memset(p, 0, sizeof *p);
+    if (!d) return ak__fail(ctx, AK_ERR_NULL_POINTER, "desc is NULL");
+    if (d->size != sizeof(ak_la_desc))
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "desc.size = %zu, expected %zu (call ak_la_desc_init)", d->size,
+                        sizeof(ak_la_desc));
+    if (d->batch < 1 || d->num_heads < 1)
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "batch = %d, num_heads = %d, both must be >= 1", d->batch,
+                        d->num_heads);
+    if (d->seqlen < 0) return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "seqlen = %d, must be >= 0", d->seqlen);
+    int32_t e = d->head_dim_v ? d->head_dim_v : d->head_dim;
+    if (d->head_dim < 1 || d->head_dim > AK_MAX_HEAD_DIM || e < 1 || e > AK_MAX_HEAD_DIM)
+        return ak__fail(ctx, AK_ERR_HEAD_DIM, "head_dim = %d, head_dim_v = %d, each must be in [1, %d]", d->head_dim,
+                        d->head_dim_v, AK_MAX_HEAD_DIM);
+    if (!valid_in(d->dtype_qkv))
+        return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "dtype_qkv = %d: must be f32, bf16 or f16", (int)d->dtype_qkv);
+    if (!valid_in(d->dtype_o) && !(allow_f64 && d->dtype_o == AK_F64))
+        return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "dtype_o = %d: must be f32, bf16 or f16", (int)d->dtype_o);
+    if (!isfinite(d->scale)) return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "scale = %g, must be finite", (double)d->scale);
+    if (d->block < 0) return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "block = %d, must be >= 0 (0 = auto)", d->block);
+    p->desc = *d;
+    p->desc.cu_seqlens = NULL;
+    p->B = d->batch;
+    p->H = d->num_heads;
+    p->d = d->head_dim;
+    p->e = e;
+    p->blk = d->block ? d->block : AK_LA_DEFAULT_BLOCK;
+    p->total = d->seqlen;
+    if (d->cu_seqlens) {
+        const int32_t *cu = d->cu_seqlens;
+        if (cu[0] != 0) return ak__fail(ctx, AK_ERR_BAD_METADATA, "cu_seqlens[0] = %d, must be 0", cu[0]);
+        for (int32_t b = 0; b < p->B; b++)
+            if (cu[b + 1] < cu[b])
+                return ak__fail(ctx, AK_ERR_BAD_METADATA, "cu_seqlens decreases at %d: %d -> %d", b, cu[b], cu[b + 1]);
+        p->cu = (int32_t *)ak__alloc(ctx, sizeof(int32_t) * ((size_t)p->B + 1));
+        if (!p->cu) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "cu_seqlens copy");
+        memcpy(p->cu, cu, sizeof(int32_t) * ((size_t)p->B + 1));
+        p->total = cu[p->B];
+    }
+    return AK_OK;
+}
+
+static ak_status check4(const ak_ctx *ctx, const char *name, const ak_tensor *t, int nd, const int64_t *want,
+                        int out, int allow_f64, ak_dtype dt) {
+    ak_status st = ak__check_view(ctx, name, t, nd);
+    if (st) return st;
+    int ok = dt == AK_F32 && nd != 4 ? t->dtype == AK_F32 : (valid_in(t->dtype) || (out && allow_f64 && t->dtype == AK_F64));
+    if (!ok) return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "%s.dtype = %s is not supported here", name, ak_dtype_name(t->dtype));
+    if (t->dtype != dt && !(out && allow_f64 && t->dtype == AK_F64))
+        return ak__fail(ctx, AK_ERR_PLAN_MISMATCH, "%s.dtype = %s but the descriptor says %s", name,
+                        ak_dtype_name(t->dtype), ak_dtype_name(dt));
+    for (int i = 0; i < nd; i++)
+        if (want[i] >= 0 && t->shape[i] != want[i])
+            return ak__fail(ctx, AK_ERR_SHAPE_MISMATCH, "%s.shape[%d] = %lld, expected %lld", name, i,
+                            (long long)t->shape[i], (long long)want[i]);
+    return out ? ak__check_out_tensor(ctx, name, t) : AK_OK;
+}
+
+static int same_view(const ak_tensor *a, const ak_tensor *b) {
+    return a->data == b->data && a->dtype == b->dtype && a->ndim == b->ndim &&
+           memcmp(a->shape, b->shape, sizeof a->shape) == 0 && memcmp(a->stride, b->stride, sizeof a->stride) == 0;
+}
+
+static ak_status la_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, int allow_f64) {
+    if (!t) return ak__fail(ctx, AK_ERR_NULL_POINTER, "tensors is NULL");
+    if (t->size != sizeof(ak_la_tensors))
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "tensors.size = %zu, expected %zu (call ak_la_tensors_init)", t->size,
+                        sizeof(ak_la_tensors));
+    const ak_la_desc *d = &p->desc;
+    int64_t B = p->cu ? 1 : p->B, L = p->cu ? t->q.shape[2] : d->seqlen;
+    if (p->cu && L < p->total)
+        return ak__fail(ctx, AK_ERR_BAD_METADATA, "cu_seqlens[batch] = %lld exceeds the packed length %lld",
+                        (long long)p->total, (long long)L);
+    int64_t qs[4] = {B, p->H, L, p->d}, vs[4] = {B, p->H, L, p->e}, ss[4] = {p->B, p->H, p->d, p->e}, hs[1] = {p->H};
+    ak_status st;
+    if ((st = check4(ctx, "q", &t->q, 4, qs, 0, 0, d->dtype_qkv)) || (st = check4(ctx, "k", &t->k, 4, qs, 0, 0, d->dtype_qkv)) ||
+        (st = check4(ctx, "v", &t->v, 4, vs, 0, 0, d->dtype_qkv)) ||
+        (st = check4(ctx, "o", &t->o, 4, vs, 1, allow_f64, d->dtype_o)))
+        return st;
+    if (d->has_decay) {
+        if ((st = check4(ctx, "log_decay", &t->log_decay, 1, hs, 0, 0, AK_F32))) return st;
+        for (int32_t h = 0; h < p->H; h++) {
+            float x = ((const float *)t->log_decay.data)[h * t->log_decay.stride[0]];
+            if (!(x <= 0.0f) || isinf(x))
+                return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "log_decay[%d] = %g, must be finite and <= 0", h, (double)x);
+        }
+    }
+    if (d->has_initial_state && (st = check4(ctx, "state_in", &t->state_in, 4, ss, 0, 0, AK_F32))) return st;
+    if (d->return_final_state && (st = check4(ctx, "state_out", &t->state_out, 4, ss, 1, 0, AK_F32))) return st;
+    const ak_tensor *ins[5] = {&t->q, &t->k, &t->v, d->has_decay ? &t->log_decay : NULL,
+                               d->has_initial_state ? &t->state_in : NULL};
+    for (int i = 0; i < 5; i++) {
+        if (!ins[i]) continue;
+        if (ak__ranges_overlap(&t->o, ins[i])) return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "o overlaps an input");
+        if (d->return_final_state && ak__ranges_overlap(&t->state_out, ins[i]) &&
+            !(i == 4 && same_view(&t->state_out, &t->state_in)))
+            return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "state_out overlaps an input (it may only be state_in itself)");
+    }
+    if (d->return_final_state && ak__ranges_overlap(&t->state_out, &t->o))
+        return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "state_out overlaps o");
+    return AK_OK;
+}
+
+static ak_status la_entry(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t, int form /* 0, 1, 2 = ref */) {
+    if (!ctx) return AK_ERR_NULL_POINTER;
+    ak__clear_error(ctx);
+    ak_laproblem p;
+    ak_status st = la_init(ctx, desc, form == 2, &p);
+    if (st != AK_OK) return st;
+    st = la_check(ctx, &p, t, form == 2);
+    if (st == AK_OK) {
+        /* packed rows beyond the last sequence are padding: zero outputs */
+        if (p.cu)
+            for (int64_t h = 0; h < p.H; h++)
+                for (int64_t i = p.total; i < t->o.shape[2]; i++)
+                    for (int64_t c = 0; c < p.e; c++)
+                        ak__store(t->o.data, t->o.dtype, h * t->o.stride[1] + i * t->o.stride[2] + c * t->o.stride[3], 0.0);
+        st = form == 2 || ctx->force_ref ? ak__la_ref(ctx, &p, t) : ak__la_run(ctx, &p, t, form);
+    }
+    la_free(ctx, &p);
+    return st;
+}
+
+ak_status ak_la_forward(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t) { return la_entry(ctx, desc, t, 0); }
+ak_status ak_la_recurrent(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t) { return la_entry(ctx, desc, t, 1); }
+ak_status ak_la_forward_ref(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t) { return la_entry(ctx, desc, t, 2); }

@@ -1,0 +1,168 @@
+/*
+ * Linear attention, fp32: the chunked form (Lightning Attention-2) and the recurrent form, one
+ * (sequence, head) per thread at a time (OpenMP dynamic over the pairs; each pair computed start to
+ * finish by one thread, so the result does not depend on the thread count).
+ *
+ * Chunked, for a block of L rows starting at b0 (state S = the state after row b0 - 1):
+ *   o_i = lambda^(i+1) S^T (c q_i) + sum_{j <= i} lambda^(i-j) (c q_i . k_j) v_j     (inter + intra)
+ *   S  <- lambda^L S + sum_j lambda^(L-1-j) k_j v_j^T
+ * Powers are exp(log_decay * m) with m >= 0 (never a negative power: no overflow for tiny lambda).
+ */
+#include "exec/linear.h"
+
+#include <string.h>
+#ifdef AK_USE_OPENMP
+#include <omp.h>
+#endif
+
+/* Row r (packed) of head h of a [B][H][L][n] view, converted to f32, times mul. */
+static void load_row(const ak_tensor *t, int64_t bi, int64_t h, int64_t r, int n, float mul, float *dst) {
+    int64_t off = bi * t->stride[0] + h * t->stride[1] + r * t->stride[2];
+    for (int c = 0; c < n; c++) dst[c] = ak__load(t->data, t->dtype, off + c * t->stride[3]) * mul;
+}
+
+static void store_row(const ak_tensor *t, int64_t bi, int64_t h, int64_t r, int n, const float *src) {
+    int64_t off = bi * t->stride[0] + h * t->stride[1] + r * t->stride[2];
+    for (int c = 0; c < n; c++) ak__store(t->data, t->dtype, off + c * t->stride[3], (double)src[c]);
+}
+
+/* state [d][e] of (b, h) from / to a [B][H][d][e] f32 view */
+static void state_io(const ak_tensor *t, int64_t b, int64_t h, int d, int e, float *S, int store) {
+    float *base = (float *)t->data;
+    for (int r = 0; r < d; r++)
+        for (int c = 0; c < e; c++) {
+            int64_t off = b * t->stride[0] + h * t->stride[1] + r * t->stride[2] + c * t->stride[3];
+            if (store) base[off] = S[r * e + c];
+            else S[r * e + c] = base[off];
+        }
+}
+
+typedef struct la_scratch {
+    float *S, *q, *k, *v, *o, *pw, *a;
+} la_scratch;
+
+static size_t la_scratch_floats(const ak_laproblem *p) {
+    size_t B = (size_t)p->blk, d = (size_t)p->d, e = (size_t)p->e;
+    return d * e + B * d * 2 + B * e * 2 + (B + 1) + B * B;
+}
+
+static la_scratch la_carve(const ak_laproblem *p, float *base) {
+    size_t B = (size_t)p->blk, d = (size_t)p->d, e = (size_t)p->e;
+    la_scratch s;
+    s.S = base;
+    s.q = s.S + d * e;
+    s.k = s.q + B * d;
+    s.v = s.k + B * d;
+    s.o = s.v + B * e;
+    s.pw = s.o + B * e;
+    s.a = s.pw + B + 1;
+    return s;
+}
+
+/* One (sequence b, head h) in the chunked form. */
+static void chunked_head(const ak_laproblem *p, const ak_la_tensors *t, int64_t b, int64_t h, la_scratch *s) {
+    const int d = p->d, e = p->e, blk = p->blk;
+    const int64_t n = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
+    const float c = p->desc.scale;
+    const double ld = p->desc.has_decay ? ((const float *)t->log_decay.data)[h * t->log_decay.stride[0]] : 0.0;
+    for (int m = 0; m <= blk; m++) s->pw[m] = (float)exp(ld * m); /* lambda^m */
+    if (p->desc.has_initial_state) state_io(&t->state_in, b, h, d, e, s->S, 0);
+    else memset(s->S, 0, sizeof(float) * (size_t)d * e);
+    for (int64_t b0 = 0; b0 < n; b0 += blk) {
+        const int L = (int)(n - b0 < blk ? n - b0 : blk);
+        for (int i = 0; i < L; i++) {
+            load_row(&t->q, bi, h, r0 + b0 + i, d, c, s->q + (size_t)i * d);
+            load_row(&t->k, bi, h, r0 + b0 + i, d, 1.0f, s->k + (size_t)i * d);
+            load_row(&t->v, bi, h, r0 + b0 + i, e, 1.0f, s->v + (size_t)i * e);
+        }
+        /* intra: a[i][j] = lambda^(i-j) (c q_i . k_j), j <= i */
+        for (int i = 0; i < L; i++)
+            for (int j = 0; j <= i; j++) {
+                float dot = 0.0f;
+                for (int x = 0; x < d; x++) dot += s->q[(size_t)i * d + x] * s->k[(size_t)j * d + x];
+                s->a[(size_t)i * blk + j] = dot * s->pw[i - j];
+            }
+        for (int i = 0; i < L; i++) {
+            float *o = s->o + (size_t)i * e;
+            /* inter: lambda^(i+1) S^T (c q_i) */
+            for (int y = 0; y < e; y++) o[y] = 0.0f;
+            for (int x = 0; x < d; x++) {
+                float qx = s->q[(size_t)i * d + x];
+                const float *Srow = s->S + (size_t)x * e;
+                for (int y = 0; y < e; y++) o[y] += qx * Srow[y];
+            }
+            for (int y = 0; y < e; y++) o[y] *= s->pw[i + 1];
+            for (int j = 0; j <= i; j++) {
+                float aij = s->a[(size_t)i * blk + j];
+                const float *vj = s->v + (size_t)j * e;
+                for (int y = 0; y < e; y++) o[y] += aij * vj[y];
+            }
+            store_row(&t->o, bi, h, r0 + b0 + i, e, o);
+        }
+        /* state: S <- lambda^L S + sum_j lambda^(L-1-j) k_j v_j^T */
+        for (size_t z = 0; z < (size_t)d * e; z++) s->S[z] *= s->pw[L];
+        for (int j = 0; j < L; j++) {
+            float w = s->pw[L - 1 - j];
+            for (int x = 0; x < d; x++) {
+                float kx = s->k[(size_t)j * d + x] * w;
+                float *Srow = s->S + (size_t)x * e;
+                const float *vj = s->v + (size_t)j * e;
+                for (int y = 0; y < e; y++) Srow[y] += kx * vj[y];
+            }
+        }
+    }
+    if (p->desc.return_final_state) state_io(&t->state_out, b, h, d, e, s->S, 1);
+}
+
+/* One (sequence b, head h) in the recurrent form: S = lambda S + k v^T; o = S^T (c q). */
+static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_t b, int64_t h, la_scratch *s) {
+    const int d = p->d, e = p->e;
+    const int64_t n = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
+    const float lam = p->desc.has_decay ? (float)exp((double)((const float *)t->log_decay.data)[h * t->log_decay.stride[0]]) : 1.0f;
+    if (p->desc.has_initial_state) state_io(&t->state_in, b, h, d, e, s->S, 0);
+    else memset(s->S, 0, sizeof(float) * (size_t)d * e);
+    for (int64_t i = 0; i < n; i++) {
+        load_row(&t->q, bi, h, r0 + i, d, p->desc.scale, s->q);
+        load_row(&t->k, bi, h, r0 + i, d, 1.0f, s->k);
+        load_row(&t->v, bi, h, r0 + i, e, 1.0f, s->v);
+        for (int x = 0; x < d; x++) {
+            float *Srow = s->S + (size_t)x * e;
+            for (int y = 0; y < e; y++) Srow[y] = lam * Srow[y] + s->k[x] * s->v[y];
+        }
+        for (int y = 0; y < e; y++) s->o[y] = 0.0f;
+        for (int x = 0; x < d; x++) {
+            const float *Srow = s->S + (size_t)x * e;
+            for (int y = 0; y < e; y++) s->o[y] += s->q[x] * Srow[y];
+        }
+        store_row(&t->o, bi, h, r0 + i, e, s->o);
+    }
+    if (p->desc.return_final_state) state_io(&t->state_out, b, h, d, e, s->S, 1);
+}
+
+ak_status ak__la_run(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, int recurrent) {
+    const int64_t pairs = (int64_t)p->B * p->H;
+    const size_t per = (la_scratch_floats(p) + 15) / 16 * 16;
+    int nt = ctx->n_threads < pairs ? ctx->n_threads : (int)(pairs > 0 ? pairs : 1);
+    float *ws = (float *)ak__alloc(ctx, sizeof(float) * per * (size_t)nt);
+    if (!ws) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "linear attention scratch (%zu floats per thread)", per);
+#ifdef AK_USE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef AK_USE_OPENMP
+        int tid = omp_get_thread_num();
+#else
+        int tid = 0;
+#endif
+        la_scratch s = la_carve(p, ws + per * (size_t)tid);
+#ifdef AK_USE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t x = 0; x < pairs; x++) {
+            if (recurrent) recurrent_head(p, t, x / p->H, x % p->H, &s);
+            else chunked_head(p, t, x / p->H, x % p->H, &s);
+        }
+    }
+    ak__free(ctx, ws);
+    return AK_OK;
+}

@@ -1,0 +1,23 @@
+/* Linear attention (Lightning Attention): the validated problem, the chunked and recurrent forms. */
+#ifndef AK_EXEC_LINEAR_H
+#define AK_EXEC_LINEAR_H
+
+#include "core/internal.h"
+
+typedef struct ak_laproblem {
+    ak_la_desc desc;     /* copy; cu_seqlens cleared (see cu) */
+    int32_t B, H, d, e, blk;
+    int32_t *cu;         /* [B+1] owned copy when ragged, else NULL */
+    int64_t total;       /* packed rows (ragged) or T */
+} ak_laproblem;
+
+/* Rows of sequence b: count, first packed row, batch index of the tensors. */
+static inline int64_t ak__la_len(const ak_laproblem *p, int64_t b) { return p->cu ? p->cu[b + 1] - p->cu[b] : p->desc.seqlen; }
+static inline int64_t ak__la_off(const ak_laproblem *p, int64_t b) { return p->cu ? p->cu[b] : 0; }
+static inline int64_t ak__la_bidx(const ak_laproblem *p, int64_t b) { return p->cu ? 0 : b; }
+
+/* Run one form over every (sequence, head): 0 = chunked, 1 = recurrent. */
+ak_status ak__la_run(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, int recurrent);
+ak_status ak__la_ref(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t);
+
+#endif
