@@ -615,6 +615,29 @@ AK_API ak_status ak_la_recurrent(ak_ctx *ctx, const ak_la_desc *desc, const ak_l
  *  state term), and the final state by the recurrence in double. o may be AK_F64. */
 AK_API ak_status ak_la_forward_ref(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t);
 
+/**
+ * Gradients of ak_la_forward. Inputs: d_o = dLoss/dO [B][H][T][e] (f32/bf16/f16), and, iff
+ * has_d_state_out, d_state_out = dLoss/d(final state) [B][H][d][e] f32. Outputs: dq, dk [B][H][T][d],
+ * dv [B][H][T][e] (f32/bf16/f16; f64 for the reference) and, iff desc.has_initial_state, d_state_in
+ * [B][H][d][e] f32. The forward tensors (q, k, v, log_decay, state_in) come from ak_la_tensors; o and
+ * state_out are not needed. No gradient for the decay (fixed, as in TNL). Same shapes, ragged rules and
+ * padding (padding rows of dq/dk/dv are zeroed) as the forward.
+ */
+typedef struct ak_la_grads {
+    size_t size;                 /* = sizeof(ak_la_grads), set by ak_la_grads_init */
+    ak_tensor d_o;
+    int32_t has_d_state_out;
+    ak_tensor d_state_out;
+    ak_tensor dq, dk, dv;
+    ak_tensor d_state_in;
+} ak_la_grads;
+
+AK_API void ak_la_grads_init(ak_la_grads *g);
+/** Chunked backward: a forward sweep for dq (rebuilding the block states) and a reverse sweep for dk, dv. */
+AK_API ak_status ak_la_backward(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t, const ak_la_grads *g);
+/** Double-precision analytic gradients of the materialised form (tests only). */
+AK_API ak_status ak_la_backward_ref(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t, const ak_la_grads *g);
+
 /* ------------------------------------------------------------------------------------------------
  * Machine ceilings (what `attnkit peak` prints and benchmarks divide by)
  * ---------------------------------------------------------------------------------------------- */

@@ -125,7 +125,8 @@ static int same_view(const ak_tensor *a, const ak_tensor *b) {
            memcmp(a->shape, b->shape, sizeof a->shape) == 0 && memcmp(a->stride, b->stride, sizeof a->stride) == 0;
 }
 
-static ak_status la_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, int allow_f64) {
+/* fwd = 1: the forward's tensors (o, state_out as the flags say); 0: the inputs only (backward). */
+static ak_status la_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, int allow_f64, int fwd) {
     if (!t) return ak__fail(ctx, AK_ERR_NULL_POINTER, "tensors is NULL");
     if (t->size != sizeof(ak_la_tensors))
         return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "tensors.size = %zu, expected %zu (call ak_la_tensors_init)", t->size,
@@ -138,9 +139,9 @@ static ak_status la_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_
     int64_t qs[4] = {B, p->H, L, p->d}, vs[4] = {B, p->H, L, p->e}, ss[4] = {p->B, p->H, p->d, p->e}, hs[1] = {p->H};
     ak_status st;
     if ((st = check4(ctx, "q", &t->q, 4, qs, 0, 0, d->dtype_qkv)) || (st = check4(ctx, "k", &t->k, 4, qs, 0, 0, d->dtype_qkv)) ||
-        (st = check4(ctx, "v", &t->v, 4, vs, 0, 0, d->dtype_qkv)) ||
-        (st = check4(ctx, "o", &t->o, 4, vs, 1, allow_f64, d->dtype_o)))
+        (st = check4(ctx, "v", &t->v, 4, vs, 0, 0, d->dtype_qkv)))
         return st;
+    if (fwd && (st = check4(ctx, "o", &t->o, 4, vs, 1, allow_f64, d->dtype_o))) return st;
     if (d->has_decay) {
         if ((st = check4(ctx, "log_decay", &t->log_decay, 1, hs, 0, 0, AK_F32))) return st;
         for (int32_t h = 0; h < p->H; h++) {
@@ -150,6 +151,7 @@ static ak_status la_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_
         }
     }
     if (d->has_initial_state && (st = check4(ctx, "state_in", &t->state_in, 4, ss, 0, 0, AK_F32))) return st;
+    if (!fwd) return AK_OK;
     if (d->return_final_state && (st = check4(ctx, "state_out", &t->state_out, 4, ss, 1, 0, AK_F32))) return st;
     const ak_tensor *ins[5] = {&t->q, &t->k, &t->v, d->has_decay ? &t->log_decay : NULL,
                                d->has_initial_state ? &t->state_in : NULL};
@@ -171,7 +173,7 @@ static ak_status la_entry(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tenso
     ak_laproblem p;
     ak_status st = la_init(ctx, desc, form == 2, &p);
     if (st != AK_OK) return st;
-    st = la_check(ctx, &p, t, form == 2);
+    st = la_check(ctx, &p, t, form == 2, 1);
     if (st == AK_OK) {
         /* packed rows beyond the last sequence are padding: zero outputs */
         if (p.cu)
@@ -188,3 +190,70 @@ static ak_status la_entry(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tenso
 ak_status ak_la_forward(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t) { return la_entry(ctx, desc, t, 0); }
 ak_status ak_la_recurrent(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t) { return la_entry(ctx, desc, t, 1); }
 ak_status ak_la_forward_ref(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t) { return la_entry(ctx, desc, t, 2); }
+
+void ak_la_grads_init(ak_la_grads *g) {
+    if (!g) return;
+    memset(g, 0, sizeof *g);
+    g->size = sizeof *g;
+}
+
+/* Gradient tensors: d_o, d_state_out (inputs), dq, dk, dv, d_state_in (outputs), no output overlapping
+ * any input or another output. */
+static ak_status grads_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *g,
+                             int allow_f64) {
+    if (!g) return ak__fail(ctx, AK_ERR_NULL_POINTER, "grads is NULL");
+    if (g->size != sizeof(ak_la_grads))
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "grads.size = %zu, expected %zu (call ak_la_grads_init)", g->size,
+                        sizeof(ak_la_grads));
+    int64_t B = p->cu ? 1 : p->B, L = t->q.shape[2];
+    int64_t qs[4] = {B, p->H, L, p->d}, vs[4] = {B, p->H, L, p->e}, ss[4] = {p->B, p->H, p->d, p->e};
+    ak_status st;
+    if ((st = check4(ctx, "d_o", &g->d_o, 4, vs, 0, 0, g->d_o.dtype))) return st;
+    if (g->has_d_state_out && (st = check4(ctx, "d_state_out", &g->d_state_out, 4, ss, 0, 0, AK_F32))) return st;
+    if ((st = check4(ctx, "dq", &g->dq, 4, qs, 1, allow_f64, g->dq.dtype)) ||
+        (st = check4(ctx, "dk", &g->dk, 4, qs, 1, allow_f64, g->dk.dtype)) ||
+        (st = check4(ctx, "dv", &g->dv, 4, vs, 1, allow_f64, g->dv.dtype)))
+        return st;
+    if (p->desc.has_initial_state && (st = check4(ctx, "d_state_in", &g->d_state_in, 4, ss, 1, 0, AK_F32))) return st;
+    const ak_tensor *ins[7] = {&t->q, &t->k, &t->v, &g->d_o, p->desc.has_decay ? &t->log_decay : NULL,
+                               p->desc.has_initial_state ? &t->state_in : NULL, g->has_d_state_out ? &g->d_state_out : NULL};
+    const ak_tensor *outs[4] = {&g->dq, &g->dk, &g->dv, p->desc.has_initial_state ? &g->d_state_in : NULL};
+    for (int i = 0; i < 4; i++) {
+        if (!outs[i]) continue;
+        for (int j = 0; j < 7; j++)
+            if (ins[j] && ak__ranges_overlap(outs[i], ins[j]))
+                return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "a gradient output overlaps an input");
+        for (int j = i + 1; j < 4; j++)
+            if (outs[j] && ak__ranges_overlap(outs[i], outs[j]))
+                return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "two gradient outputs overlap");
+    }
+    return AK_OK;
+}
+
+static ak_status la_bwd_entry(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t, const ak_la_grads *g, int ref) {
+    if (!ctx) return AK_ERR_NULL_POINTER;
+    ak__clear_error(ctx);
+    ak_laproblem p;
+    ak_status st = la_init(ctx, desc, ref, &p);
+    if (st != AK_OK) return st;
+    if ((st = la_check(ctx, &p, t, ref, 0)) == AK_OK && (st = grads_check(ctx, &p, t, g, ref)) == AK_OK) {
+        if (p.cu) /* padding rows of the gradients */
+            for (int64_t h = 0; h < p.H; h++)
+                for (int64_t i = p.total; i < t->q.shape[2]; i++) {
+                    const ak_tensor *o3[3] = {&g->dq, &g->dk, &g->dv};
+                    for (int w = 0; w < 3; w++)
+                        for (int64_t c = 0; c < o3[w]->shape[3]; c++)
+                            ak__store(o3[w]->data, o3[w]->dtype, h * o3[w]->stride[1] + i * o3[w]->stride[2] + c * o3[w]->stride[3], 0.0);
+                }
+        st = ref || ctx->force_ref ? ak__la_bwd_ref(ctx, &p, t, g) : ak__la_bwd(ctx, &p, t, g);
+    }
+    la_free(ctx, &p);
+    return st;
+}
+
+ak_status ak_la_backward(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t, const ak_la_grads *g) {
+    return la_bwd_entry(ctx, desc, t, g, 0);
+}
+ak_status ak_la_backward_ref(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t, const ak_la_grads *g) {
+    return la_bwd_entry(ctx, desc, t, g, 1);
+}

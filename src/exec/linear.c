@@ -166,3 +166,158 @@ ak_status ak__la_run(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tenso
     ak__free(ctx, ws);
     return AK_OK;
 }
+
+/* ---- backward (chunked), per (sequence, head); q' = c q ----
+ * forward sweep:  dq_i = c (lambda^(i+1) S g_i + sum_{j<=i} lambda^(i-j) (g_i . v_j) k_j), S rebuilt per block
+ * reverse sweep (R = sum over later rows t of lambda^(t - first row of the next block) q'_t g_t^T):
+ *   dk_j = lambda^(L-j) R v_j + sum_{i>=j} lambda^(i-j) (g_i . v_j) q'_i
+ *   dv_j = lambda^(L-j) R^T k_j + sum_{i>=j} lambda^(i-j) (q'_i . k_j) g_i
+ *   R <- lambda^L R + sum_i lambda^i q'_i g_i^T;   d_state_in = lambda R  (+ lambda^n dS_f)
+ * A gradient of the final state adds lambda^(n-1-s) dS_f v_s to dk_s and lambda^(n-1-s) dS_f^T k_s to dv_s. */
+
+typedef struct la_bscratch {
+    float *S, *R, *Sf, *q, *k, *v, *g, *out, *pw;
+} la_bscratch;
+
+static size_t la_bscratch_floats(const ak_laproblem *p) {
+    size_t B = (size_t)p->blk, d = (size_t)p->d, e = (size_t)p->e;
+    return 3 * d * e + 2 * B * d + 2 * B * e + B * (d > e ? d : e) + B + 1;
+}
+
+static la_bscratch la_bcarve(const ak_laproblem *p, float *base) {
+    size_t B = (size_t)p->blk, d = (size_t)p->d, e = (size_t)p->e;
+    la_bscratch s;
+    s.S = base;
+    s.R = s.S + d * e;
+    s.Sf = s.R + d * e;
+    s.q = s.Sf + d * e;
+    s.k = s.q + B * d;
+    s.v = s.k + B * d;
+    s.g = s.v + B * e;
+    s.out = s.g + B * e;
+    s.pw = s.out + B * (d > e ? d : e);
+    return s;
+}
+
+static void load_block(const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *gr, int64_t bi, int64_t h,
+                       int64_t r, int L, la_bscratch *s) {
+    for (int i = 0; i < L; i++) {
+        load_row(&t->q, bi, h, r + i, p->d, p->desc.scale, s->q + (size_t)i * p->d);
+        load_row(&t->k, bi, h, r + i, p->d, 1.0f, s->k + (size_t)i * p->d);
+        load_row(&t->v, bi, h, r + i, p->e, 1.0f, s->v + (size_t)i * p->e);
+        load_row(&gr->d_o, bi, h, r + i, p->e, 1.0f, s->g + (size_t)i * p->e);
+    }
+}
+
+static float dotf(const float *a, const float *b, int n) {
+    float acc = 0.0f;
+    for (int x = 0; x < n; x++) acc += a[x] * b[x];
+    return acc;
+}
+
+static void bwd_head(const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *gr, int64_t b, int64_t h,
+                     la_bscratch *s) {
+    const int d = p->d, e = p->e, blk = p->blk;
+    const int64_t n = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
+    const float c = p->desc.scale;
+    const double ld = p->desc.has_decay ? ((const float *)t->log_decay.data)[h * t->log_decay.stride[0]] : 0.0;
+    for (int m = 0; m <= blk; m++) s->pw[m] = (float)exp(ld * m);
+    if (gr->has_d_state_out) state_io(&gr->d_state_out, b, h, d, e, s->Sf, 0);
+
+    /* forward sweep: dq */
+    if (p->desc.has_initial_state) state_io(&t->state_in, b, h, d, e, s->S, 0);
+    else memset(s->S, 0, sizeof(float) * (size_t)d * e);
+    for (int64_t b0 = 0; b0 < n; b0 += blk) {
+        const int L = (int)(n - b0 < blk ? n - b0 : blk);
+        load_block(p, t, gr, bi, h, r0 + b0, L, s);
+        for (int i = 0; i < L; i++) {
+            float *dq = s->out;
+            const float *gi = s->g + (size_t)i * e;
+            for (int x = 0; x < d; x++) dq[x] = s->pw[i + 1] * dotf(s->S + (size_t)x * e, gi, e);
+            for (int j = 0; j <= i; j++) {
+                float w = s->pw[i - j] * dotf(gi, s->v + (size_t)j * e, e);
+                for (int x = 0; x < d; x++) dq[x] += w * s->k[(size_t)j * d + x];
+            }
+            for (int x = 0; x < d; x++) dq[x] *= c;
+            store_row(&gr->dq, bi, h, r0 + b0 + i, d, dq);
+        }
+        for (size_t z = 0; z < (size_t)d * e; z++) s->S[z] *= s->pw[L];
+        for (int j = 0; j < L; j++)
+            for (int x = 0; x < d; x++) {
+                float kx = s->k[(size_t)j * d + x] * s->pw[L - 1 - j];
+                for (int y = 0; y < e; y++) s->S[(size_t)x * e + y] += kx * s->v[(size_t)j * e + y];
+            }
+    }
+
+    /* reverse sweep: dk, dv */
+    memset(s->R, 0, sizeof(float) * (size_t)d * e);
+    for (int64_t b0 = n > 0 ? (n - 1) / blk * blk : -1; b0 >= 0; b0 -= blk) {
+        const int L = (int)(n - b0 < blk ? n - b0 : blk);
+        load_block(p, t, gr, bi, h, r0 + b0, L, s);
+        for (int j = 0; j < L; j++) {
+            const float *vj = s->v + (size_t)j * e, *kj = s->k + (size_t)j * d;
+            const float wf = gr->has_d_state_out ? (float)exp(ld * (double)(n - 1 - (b0 + j))) : 0.0f;
+            float *dk = s->out;
+            for (int x = 0; x < d; x++) {
+                dk[x] = s->pw[L - j] * dotf(s->R + (size_t)x * e, vj, e);
+                if (gr->has_d_state_out) dk[x] += wf * dotf(s->Sf + (size_t)x * e, vj, e);
+            }
+            for (int i = j; i < L; i++) {
+                float w = s->pw[i - j] * dotf(s->g + (size_t)i * e, vj, e);
+                for (int x = 0; x < d; x++) dk[x] += w * s->q[(size_t)i * d + x];
+            }
+            store_row(&gr->dk, bi, h, r0 + b0 + j, d, dk);
+            float *dv = s->out;
+            for (int y = 0; y < e; y++) {
+                float acc = 0.0f, accf = 0.0f;
+                for (int x = 0; x < d; x++) {
+                    acc += s->R[(size_t)x * e + y] * kj[x];
+                    if (gr->has_d_state_out) accf += s->Sf[(size_t)x * e + y] * kj[x];
+                }
+                dv[y] = s->pw[L - j] * acc + wf * accf;
+            }
+            for (int i = j; i < L; i++) {
+                float w = s->pw[i - j] * dotf(s->q + (size_t)i * d, kj, d);
+                for (int y = 0; y < e; y++) dv[y] += w * s->g[(size_t)i * e + y];
+            }
+            store_row(&gr->dv, bi, h, r0 + b0 + j, e, dv);
+        }
+        for (size_t z = 0; z < (size_t)d * e; z++) s->R[z] *= s->pw[L];
+        for (int i = 0; i < L; i++)
+            for (int x = 0; x < d; x++) {
+                float qx = s->q[(size_t)i * d + x] * s->pw[i];
+                for (int y = 0; y < e; y++) s->R[(size_t)x * e + y] += qx * s->g[(size_t)i * e + y];
+            }
+    }
+    if (p->desc.has_initial_state) {
+        const float lam = s->pw[1], lamn = (float)exp(ld * (double)n);
+        for (size_t z = 0; z < (size_t)d * e; z++)
+            s->S[z] = lam * s->R[z] + (gr->has_d_state_out ? lamn * s->Sf[z] : 0.0f);
+        state_io(&gr->d_state_in, b, h, d, e, s->S, 1);
+    }
+}
+
+ak_status ak__la_bwd(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *g) {
+    const int64_t pairs = (int64_t)p->B * p->H;
+    const size_t per = (la_bscratch_floats(p) + 15) / 16 * 16;
+    int nt = ctx->n_threads < pairs ? ctx->n_threads : (int)(pairs > 0 ? pairs : 1);
+    float *ws = (float *)ak__alloc(ctx, sizeof(float) * per * (size_t)nt);
+    if (!ws) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "linear attention backward scratch (%zu floats per thread)", per);
+#ifdef AK_USE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef AK_USE_OPENMP
+        int tid = omp_get_thread_num();
+#else
+        int tid = 0;
+#endif
+        la_bscratch s = la_bcarve(p, ws + per * (size_t)tid);
+#ifdef AK_USE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t x = 0; x < pairs; x++) bwd_head(p, t, g, x / p->H, x % p->H, &s);
+    }
+    ak__free(ctx, ws);
+    return AK_OK;
+}

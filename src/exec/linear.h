@@ -19,5 +19,7 @@ static inline int64_t ak__la_bidx(const ak_laproblem *p, int64_t b) { return p->
 /* Run one form over every (sequence, head): 0 = chunked, 1 = recurrent. */
 ak_status ak__la_run(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, int recurrent);
 ak_status ak__la_ref(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t);
+ak_status ak__la_bwd(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *g);
+ak_status ak__la_bwd_ref(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *g);
 
 #endif

@@ -71,3 +71,76 @@ ak_status ak__la_ref(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tenso
         }
     return AK_OK;
 }
+
+/* Element (x, y) of the [B][H][d][e] f32 view of (b, h). */
+static double ref_state(const ak_tensor *t, int64_t b, int64_t h, int64_t x, int64_t y) {
+    return ((const float *)t->data)[b * t->stride[0] + h * t->stride[1] + x * t->stride[2] + y * t->stride[3]];
+}
+
+/*
+ * Analytic gradients of one (sequence b, head h) from the materialised form (q' = c q, G = dLoss/dO):
+ *   dP[t][s] = lambda^(t-s) (g_t . v_s), s <= t
+ *   dQ_t  = c (sum_s dP[t][s] k_s + lambda^(t+1) S0 g_t)
+ *   dK_s  = sum_t dP[t][s] q'_t + lambda^(n-1-s) dS_f v_s
+ *   dV_s  = sum_{t>=s} lambda^(t-s) (q'_t . k_s) g_t + lambda^(n-1-s) dS_f^T k_s
+ *   dS0   = sum_t lambda^(t+1) q'_t g_t^T + lambda^n dS_f
+ */
+static void ref_bwd_head(const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *g, int64_t b, int64_t h) {
+    const int64_t n = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b), d = p->d, e = p->e;
+    const double c = p->desc.scale;
+    const double ld = p->desc.has_decay ? ((const float *)t->log_decay.data)[h * t->log_decay.stride[0]] : 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t x = 0; x < d; x++) { /* dQ */
+            double acc = 0.0;
+            for (int64_t s = 0; s <= i; s++) {
+                double gv = 0.0;
+                for (int64_t y = 0; y < e; y++) gv += ref_at(&g->d_o, bi, h, r0 + i, y) * ref_at(&t->v, bi, h, r0 + s, y);
+                acc += exp(ld * (double)(i - s)) * gv * ref_at(&t->k, bi, h, r0 + s, x);
+            }
+            if (p->desc.has_initial_state)
+                for (int64_t y = 0; y < e; y++)
+                    acc += exp(ld * (double)(i + 1)) * ref_state(&t->state_in, b, h, x, y) * ref_at(&g->d_o, bi, h, r0 + i, y);
+            ak__store(g->dq.data, g->dq.dtype, bi * g->dq.stride[0] + h * g->dq.stride[1] + (r0 + i) * g->dq.stride[2] + x * g->dq.stride[3], c * acc);
+        }
+        for (int64_t x = 0; x < d; x++) { /* dK */
+            double acc = 0.0;
+            for (int64_t tt = i; tt < n; tt++) {
+                double gv = 0.0;
+                for (int64_t y = 0; y < e; y++) gv += ref_at(&g->d_o, bi, h, r0 + tt, y) * ref_at(&t->v, bi, h, r0 + i, y);
+                acc += exp(ld * (double)(tt - i)) * gv * c * ref_at(&t->q, bi, h, r0 + tt, x);
+            }
+            if (g->has_d_state_out)
+                for (int64_t y = 0; y < e; y++)
+                    acc += exp(ld * (double)(n - 1 - i)) * ref_state(&g->d_state_out, b, h, x, y) * ref_at(&t->v, bi, h, r0 + i, y);
+            ak__store(g->dk.data, g->dk.dtype, bi * g->dk.stride[0] + h * g->dk.stride[1] + (r0 + i) * g->dk.stride[2] + x * g->dk.stride[3], acc);
+        }
+        for (int64_t y = 0; y < e; y++) { /* dV */
+            double acc = 0.0;
+            for (int64_t tt = i; tt < n; tt++) {
+                double qk = 0.0;
+                for (int64_t x = 0; x < d; x++) qk += c * ref_at(&t->q, bi, h, r0 + tt, x) * ref_at(&t->k, bi, h, r0 + i, x);
+                acc += exp(ld * (double)(tt - i)) * qk * ref_at(&g->d_o, bi, h, r0 + tt, y);
+            }
+            if (g->has_d_state_out)
+                for (int64_t x = 0; x < d; x++)
+                    acc += exp(ld * (double)(n - 1 - i)) * ref_state(&g->d_state_out, b, h, x, y) * ref_at(&t->k, bi, h, r0 + i, x);
+            ak__store(g->dv.data, g->dv.dtype, bi * g->dv.stride[0] + h * g->dv.stride[1] + (r0 + i) * g->dv.stride[2] + y * g->dv.stride[3], acc);
+        }
+    }
+    if (p->desc.has_initial_state)
+        for (int64_t x = 0; x < d; x++)
+            for (int64_t y = 0; y < e; y++) {
+                double acc = g->has_d_state_out ? exp(ld * (double)n) * ref_state(&g->d_state_out, b, h, x, y) : 0.0;
+                for (int64_t tt = 0; tt < n; tt++)
+                    acc += exp(ld * (double)(tt + 1)) * c * ref_at(&t->q, bi, h, r0 + tt, x) * ref_at(&g->d_o, bi, h, r0 + tt, y);
+                ((float *)g->d_state_in.data)[b * g->d_state_in.stride[0] + h * g->d_state_in.stride[1] +
+                                              x * g->d_state_in.stride[2] + y * g->d_state_in.stride[3]] = (float)acc;
+            }
+}
+
+ak_status ak__la_bwd_ref(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *g) {
+    (void)ctx;
+    for (int64_t b = 0; b < p->B; b++)
+        for (int64_t h = 0; h < p->H; h++) ref_bwd_head(p, t, g, b, h);
+    return AK_OK;
+}
