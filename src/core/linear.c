@@ -71,7 +71,8 @@ static ak_status la_init(const ak_ctx *ctx, const ak_la_desc *d, int allow_f64, 
     if (d->batch < 1 || d->num_heads < 1)
         return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "batch = %d, num_heads = %d, both must be >= 1", d->batch,
                         d->num_heads);
-    if (d->seqlen < 0) return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "seqlen = %d, must be >= 0", d->seqlen);
+    if (d->seqlen < 0 && !d->cu_seqlens)
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "seqlen = %d, must be >= 0", d->seqlen);
     int32_t e = d->head_dim_v ? d->head_dim_v : d->head_dim;
     if (d->head_dim < 1 || d->head_dim > AK_MAX_HEAD_DIM || e < 1 || e > AK_MAX_HEAD_DIM)
         return ak__fail(ctx, AK_ERR_HEAD_DIM, "head_dim = %d, head_dim_v = %d, each must be in [1, %d]", d->head_dim,
@@ -90,8 +91,13 @@ static ak_status la_init(const ak_ctx *ctx, const ak_la_desc *d, int allow_f64, 
     p->e = e;
     p->blk = d->block ? d->block : AK_LA_DEFAULT_BLOCK;
     p->total = d->seqlen;
+    if (!d->cu_seqlens && p->blk > d->seqlen) p->blk = d->seqlen > 0 ? d->seqlen : 1; /* one block at most */
     if (d->cu_seqlens) {
         const int32_t *cu = d->cu_seqlens;
+        int64_t longest = 0;
+        for (int32_t b = 0; b < p->B && cu[0] == 0; b++)
+            if ((int64_t)cu[b + 1] - cu[b] > longest) longest = (int64_t)cu[b + 1] - cu[b];
+        if (p->blk > longest) p->blk = longest > 0 ? (int32_t)longest : 1;
         if (cu[0] != 0) return ak__fail(ctx, AK_ERR_BAD_METADATA, "cu_seqlens[0] = %d, must be 0", cu[0]);
         for (int32_t b = 0; b < p->B; b++)
             if (cu[b + 1] < cu[b])
@@ -104,11 +110,13 @@ static ak_status la_init(const ak_ctx *ctx, const ak_la_desc *d, int allow_f64, 
     return AK_OK;
 }
 
-static ak_status check4(const ak_ctx *ctx, const char *name, const ak_tensor *t, int nd, const int64_t *want,
-                        int out, int allow_f64, ak_dtype dt) {
+/* A view of nd dims with the wanted shape (-1: any extent) and dtype dt. The f32-only tensors
+ * (log_decay, states) take AK_F32 with f32_only set: any other dtype is invalid in that role. */
+static ak_status check_t(const ak_ctx *ctx, const char *name, const ak_tensor *t, int nd, const int64_t *want,
+                         int out, int allow_f64, ak_dtype dt, int f32_only) {
     ak_status st = ak__check_view(ctx, name, t, nd);
     if (st) return st;
-    int ok = dt == AK_F32 && nd != 4 ? t->dtype == AK_F32 : (valid_in(t->dtype) || (out && allow_f64 && t->dtype == AK_F64));
+    int ok = f32_only ? t->dtype == AK_F32 : (valid_in(t->dtype) || (out && allow_f64 && t->dtype == AK_F64));
     if (!ok) return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "%s.dtype = %s is not supported here", name, ak_dtype_name(t->dtype));
     if (t->dtype != dt && !(out && allow_f64 && t->dtype == AK_F64))
         return ak__fail(ctx, AK_ERR_PLAN_MISMATCH, "%s.dtype = %s but the descriptor says %s", name,
@@ -138,21 +146,21 @@ static ak_status la_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_
                         (long long)p->total, (long long)L);
     int64_t qs[4] = {B, p->H, L, p->d}, vs[4] = {B, p->H, L, p->e}, ss[4] = {p->B, p->H, p->d, p->e}, hs[1] = {p->H};
     ak_status st;
-    if ((st = check4(ctx, "q", &t->q, 4, qs, 0, 0, d->dtype_qkv)) || (st = check4(ctx, "k", &t->k, 4, qs, 0, 0, d->dtype_qkv)) ||
-        (st = check4(ctx, "v", &t->v, 4, vs, 0, 0, d->dtype_qkv)))
+    if ((st = check_t(ctx, "q", &t->q, 4, qs, 0, 0, d->dtype_qkv, 0)) || (st = check_t(ctx, "k", &t->k, 4, qs, 0, 0, d->dtype_qkv, 0)) ||
+        (st = check_t(ctx, "v", &t->v, 4, vs, 0, 0, d->dtype_qkv, 0)))
         return st;
-    if (fwd && (st = check4(ctx, "o", &t->o, 4, vs, 1, allow_f64, d->dtype_o))) return st;
+    if (fwd && (st = check_t(ctx, "o", &t->o, 4, vs, 1, allow_f64, d->dtype_o, 0))) return st;
     if (d->has_decay) {
-        if ((st = check4(ctx, "log_decay", &t->log_decay, 1, hs, 0, 0, AK_F32))) return st;
+        if ((st = check_t(ctx, "log_decay", &t->log_decay, 1, hs, 0, 0, AK_F32, 1))) return st;
         for (int32_t h = 0; h < p->H; h++) {
             float x = ((const float *)t->log_decay.data)[h * t->log_decay.stride[0]];
             if (!(x <= 0.0f) || isinf(x))
                 return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "log_decay[%d] = %g, must be finite and <= 0", h, (double)x);
         }
     }
-    if (d->has_initial_state && (st = check4(ctx, "state_in", &t->state_in, 4, ss, 0, 0, AK_F32))) return st;
+    if (d->has_initial_state && (st = check_t(ctx, "state_in", &t->state_in, 4, ss, 0, 0, AK_F32, 1))) return st;
     if (!fwd) return AK_OK;
-    if (d->return_final_state && (st = check4(ctx, "state_out", &t->state_out, 4, ss, 1, 0, AK_F32))) return st;
+    if (d->return_final_state && (st = check_t(ctx, "state_out", &t->state_out, 4, ss, 1, 0, AK_F32, 1))) return st;
     const ak_tensor *ins[5] = {&t->q, &t->k, &t->v, d->has_decay ? &t->log_decay : NULL,
                                d->has_initial_state ? &t->state_in : NULL};
     for (int i = 0; i < 5; i++) {
@@ -208,13 +216,13 @@ static ak_status grads_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_
     int64_t B = p->cu ? 1 : p->B, L = t->q.shape[2];
     int64_t qs[4] = {B, p->H, L, p->d}, vs[4] = {B, p->H, L, p->e}, ss[4] = {p->B, p->H, p->d, p->e};
     ak_status st;
-    if ((st = check4(ctx, "d_o", &g->d_o, 4, vs, 0, 0, g->d_o.dtype))) return st;
-    if (g->has_d_state_out && (st = check4(ctx, "d_state_out", &g->d_state_out, 4, ss, 0, 0, AK_F32))) return st;
-    if ((st = check4(ctx, "dq", &g->dq, 4, qs, 1, allow_f64, g->dq.dtype)) ||
-        (st = check4(ctx, "dk", &g->dk, 4, qs, 1, allow_f64, g->dk.dtype)) ||
-        (st = check4(ctx, "dv", &g->dv, 4, vs, 1, allow_f64, g->dv.dtype)))
+    if ((st = check_t(ctx, "d_o", &g->d_o, 4, vs, 0, 0, g->d_o.dtype, 0))) return st;
+    if (g->has_d_state_out && (st = check_t(ctx, "d_state_out", &g->d_state_out, 4, ss, 0, 0, AK_F32, 1))) return st;
+    if ((st = check_t(ctx, "dq", &g->dq, 4, qs, 1, allow_f64, g->dq.dtype, 0)) ||
+        (st = check_t(ctx, "dk", &g->dk, 4, qs, 1, allow_f64, g->dk.dtype, 0)) ||
+        (st = check_t(ctx, "dv", &g->dv, 4, vs, 1, allow_f64, g->dv.dtype, 0)))
         return st;
-    if (p->desc.has_initial_state && (st = check4(ctx, "d_state_in", &g->d_state_in, 4, ss, 1, 0, AK_F32))) return st;
+    if (p->desc.has_initial_state && (st = check_t(ctx, "d_state_in", &g->d_state_in, 4, ss, 1, 0, AK_F32, 1))) return st;
     const ak_tensor *ins[7] = {&t->q, &t->k, &t->v, &g->d_o, p->desc.has_decay ? &t->log_decay : NULL,
                                p->desc.has_initial_state ? &t->state_in : NULL, g->has_d_state_out ? &g->d_state_out : NULL};
     const ak_tensor *outs[4] = {&g->dq, &g->dk, &g->dv, p->desc.has_initial_state ? &g->d_state_in : NULL};

@@ -192,6 +192,8 @@ ak_status ak__check_view(const ak_ctx *ctx, const char *name, const ak_tensor *t
 /* Output views: positive strides on every dimension of extent > 1 and no two elements aliasing. */
 ak_status ak__check_out_tensor(const ak_ctx *ctx, const char *name, const ak_tensor *t) {
     int idx[AK_MAX_DIMS], n = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] == 0) return AK_OK; /* no element: nothing is written, any strides will do */
     for (int i = 0; i < t->ndim; i++) {
         if (t->shape[i] > 1) {
             if (t->stride[i] == 0)

@@ -60,13 +60,14 @@ typedef struct la_scratch {
     float *S, *q, *k, *v, *o, *pw;
 } la_scratch;
 
-static size_t la_scratch_floats(const ak_laproblem *p) {
-    size_t B = (size_t)p->blk, d = (size_t)p->d, e = (size_t)p->e;
+/* rows = rows of q/k/v held at once (1 for the recurrent form) */
+static size_t la_scratch_floats(const ak_laproblem *p, int rows) {
+    size_t B = (size_t)rows, d = (size_t)p->d, e = (size_t)p->e;
     return d * e + B * d * 2 + B * e * 2 + (B + 1);
 }
 
 static la_scratch la_carve(const ak_laproblem *p, float *base) {
-    size_t B = (size_t)p->blk, d = (size_t)p->d, e = (size_t)p->e;
+    size_t B = 1, d = (size_t)p->d, e = (size_t)p->e; /* the recurrent form: one row */
     la_scratch s;
     s.S = base;
     s.q = s.S + d * e;
@@ -196,7 +197,7 @@ static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_
 ak_status ak__la_run(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, int recurrent) {
     const int64_t pairs = (int64_t)p->B * p->H;
     const ak_fwd_kernels *kern = ak__kernel_for(ctx->isa);
-    size_t need = recurrent ? la_scratch_floats(p) : la_kscratch_floats(p);
+    size_t need = recurrent ? la_scratch_floats(p, 1) : la_kscratch_floats(p);
     const size_t per = (need + 15) / 16 * 16;
     int nt = ctx->n_threads < pairs ? ctx->n_threads : (int)(pairs > 0 ? pairs : 1);
     float *ws = (float *)ak__alloc(ctx, sizeof(float) * per * (size_t)nt);

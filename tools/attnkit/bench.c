@@ -14,6 +14,9 @@
  * V rows of the visible keys of every KV head, plus the i8 scales; the shared prefix once); GB/s from
  * the median time; % of peak against the DRAM read bandwidth ak_measure_peak measured in this run.
  * Their rows have their own fields, so md and csv start a new table when the kind of problem changes.
+ *
+ * Linear-attention problems (linear_...): linear.c (bench_linear) times ak_la_forward / ak_la_recurrent /
+ * ak_la_backward with the row machinery below; their rows have their own fields too.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -21,44 +24,30 @@
 
 #include "cli.h"
 
-/* ---- a row: ordered key/value fields, written by every output format ---- */
-enum kind { K_STR, K_INT, K_NUM, K_NULL };
-
-typedef struct field {
-    const char *key;
-    enum kind kind;
-    char s[512];
-    double x;
-} field;
-
-typedef struct row {
-    field f[64];
-    int n;
-} row;
-
-static void add_str(row *r, const char *key, const char *v) {
-    field *f = &r->f[r->n++];
+/* ---- a row: ordered key/value fields, written by every output format (types in cli.h) ---- */
+void add_str(bench_row *r, const char *key, const char *v) {
+    row_field *f = &r->f[r->n++];
     f->key = key;
     f->kind = K_STR;
     snprintf(f->s, sizeof(f->s), "%s", v);
 }
 
-static void add_int(row *r, const char *key, long long v) {
-    field *f = &r->f[r->n++];
+void add_int(bench_row *r, const char *key, long long v) {
+    row_field *f = &r->f[r->n++];
     f->key = key;
     f->kind = K_INT;
     f->x = (double)v;
 }
 
 /* A real number; NaN or inf is written as null (JSON) / empty (CSV) / "-" (md). */
-static void add_num(row *r, const char *key, double v) {
-    field *f = &r->f[r->n++];
+void add_num(bench_row *r, const char *key, double v) {
+    row_field *f = &r->f[r->n++];
     f->key = key;
     f->kind = isfinite(v) ? K_NUM : K_NULL;
     f->x = v;
 }
 
-static void write_value(FILE *out, const field *f, out_format fmt) {
+static void write_value(FILE *out, const row_field *f, out_format fmt) {
     if (f->kind == K_INT) fprintf(out, "%.0f", f->x);
     else if (f->kind == K_NUM) fprintf(out, "%.6g", f->x);
     else if (f->kind == K_NULL) fprintf(out, "%s", fmt == OUT_CSV ? "" : fmt == OUT_MD ? "-" : "null");
@@ -73,7 +62,7 @@ static void write_value(FILE *out, const field *f, out_format fmt) {
     } else fprintf(out, "%s", f->s);
 }
 
-static void write_json_row(FILE *out, const row *r) {
+static void write_json_row(FILE *out, const bench_row *r) {
     fputc('{', out);
     for (int i = 0; i < r->n; i++) {
         fprintf(out, "%s\"%s\": ", i ? ", " : "", r->f[i].key);
@@ -85,14 +74,14 @@ static void write_json_row(FILE *out, const row *r) {
 /* The md table keeps it readable: the problem string carries every shape parameter. */
 static int in_md(const char *key) {
     static const char *keys[] = {"problem", "build_commit", "cpu", "isa", "threads", "kernel", "reps",
-                                 "median_ms", "min_ms", "stddev_ms", "gflops", "kv_mb", "gbs", "ceiling",
-                                 "pct_peak"};
+                                 "median_ms", "min_ms", "stddev_ms", "ms_per_token", "tokens_per_s_per_head",
+                                 "gflops", "kv_mb", "gbs", "ceiling", "pct_peak"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (strcmp(key, keys[i]) == 0) return 1;
     return 0;
 }
 
-static void write_header(FILE *out, const row *r, out_format fmt, int first) {
+void write_header(FILE *out, const bench_row *r, out_format fmt, int first) {
     if (fmt == OUT_JSON && first) fprintf(out, "[\n");
     if (!first && (fmt == OUT_CSV || fmt == OUT_MD)) fprintf(out, "\n");
     if (fmt == OUT_CSV) {
@@ -108,7 +97,7 @@ static void write_header(FILE *out, const row *r, out_format fmt, int first) {
     fprintf(out, "|\n");
 }
 
-static void write_row(FILE *out, const row *r, out_format fmt, int index) {
+void write_row(FILE *out, const bench_row *r, out_format fmt, int index) {
     if (fmt == OUT_JSON || fmt == OUT_JSONL) {
         if (fmt == OUT_JSON) fprintf(out, "%s  ", index ? ",\n" : "");
         write_json_row(out, r);
@@ -125,22 +114,6 @@ static void write_row(FILE *out, const row *r, out_format fmt, int index) {
     fflush(out);
 }
 
-/* ---- what every row shares ---- */
-typedef struct bench_env {
-    ak_peak peak;
-    int have_peak;
-    char cpu[256], commit[64];
-    const char *isa;
-    int threads;
-} bench_env;
-
-/* Timings of one problem. */
-typedef struct timing {
-    double median_ms, min_ms, mean_ms, stddev_ms, flops;
-    double kv_bytes;      /* decode: cache bytes one call must read */
-    char kernel[128];
-} timing;
-
 /* The ceiling for a problem: its name and GFLOP/s (0 when not measured). */
 static double ceiling_for(const bench_env *env, const problem *p, const char **name) {
     int half = p->dt_q != AK_F32 || p->dt_kv != AK_F32;
@@ -153,7 +126,7 @@ static double ceiling_for(const bench_env *env, const problem *p, const char **n
 }
 
 /* All fields of one result row, in output order. */
-static void make_row(row *r, const bench_env *env, const options *o, const problem *p, const inputs *in,
+static void make_row(bench_row *r, const bench_env *env, const options *o, const problem *p, const inputs *in,
                      const timing *t) {
     char name[512], x[64];
     const char *ceil_name;
@@ -206,7 +179,7 @@ static void make_row(row *r, const bench_env *env, const options *o, const probl
 }
 
 /* Median, min, mean and sample stddev of n times. */
-static void stats(const double *ms, int n, timing *t) {
+void time_stats(const double *ms, int n, timing *t) {
     double sum = 0, sq = 0;
     t->min_ms = ms[0];
     for (int r = 0; r < n; r++) {
@@ -235,7 +208,7 @@ static int time_problem(ak_ctx *ctx, const options *o, inputs *in, timing *t) {
         ms[r] = (now_seconds() - t0) * 1e3;
     }
     if (st == AK_OK) {
-        stats(ms, o->reps, t);
+        time_stats(ms, o->reps, t);
         t->flops = useful_flops(in);
         snprintf(t->kernel, sizeof(t->kernel), "%s", ak_plan_kernel_name(plan));
     } else {
@@ -250,7 +223,7 @@ static int time_problem(ak_ctx *ctx, const options *o, inputs *in, timing *t) {
 /* ---- decode problems ---- */
 
 /* All fields of one decode row, in output order. */
-static void make_drow(row *r, const bench_env *env, const options *o, const dinputs *in, const timing *t) {
+static void make_drow(bench_row *r, const bench_env *env, const options *o, const dinputs *in, const timing *t) {
     const problem *p = &in->p;
     char name[512], x[64];
     double gflops = t->flops / (t->median_ms * 1e-3) * 1e-9, gbs = t->kv_bytes / (t->median_ms * 1e-3) * 1e-9;
@@ -333,7 +306,7 @@ static int time_decode(ak_ctx *ctx, const options *o, dinputs *in, timing *t) {
         ms[r] = (now_seconds() - t0) * 1e3;
     }
     if (st == AK_OK) {
-        stats(ms, o->reps, t);
+        time_stats(ms, o->reps, t);
         t->flops = 2.0 * (double)(in->p.d + in->p.dv) * dinputs_visible_pairs(in) * (double)in->p.Hq;
         t->kv_bytes = dinputs_kv_bytes(in);
         snprintf(t->kernel, sizeof(t->kernel), "%s", ak_plan_kernel_name(in->plan));
@@ -364,7 +337,7 @@ static void human_drow(const bench_env *env, const dinputs *in, const timing *t,
 /* Bench one decode problem: a row in the chosen format. 0 = ok. */
 static int bench_decode(ak_ctx *ctx, const options *o, const bench_env *env, const problem *p, int name_w,
                         int *rows, int *last_kind) {
-    static row r;
+    static bench_row r;
     dinputs in;
     timing t;
     char err[256], name[512];
@@ -392,7 +365,7 @@ static int bench_decode(ak_ctx *ctx, const options *o, const bench_env *env, con
     return rc;
 }
 
-static void human_preamble(const bench_env *env, const options *o, int any_dense, int any_decode) {
+static void human_preamble(const bench_env *env, const options *o, int any_dense, int any_decode, int any_linear) {
     printf("attnkit bench: %s | isa %s | %d threads | commit %s | %d reps after %d warm-up\n", env->cpu,
            env->isa, env->threads, env->commit, o->reps, o->warmup);
     if (env->have_peak) {
@@ -406,6 +379,9 @@ static void human_preamble(const bench_env *env, const options *o, int any_dense
         if (any_decode)
             printf("%% DRAM = KV bytes a call must read (K+V of the visible keys, i8 scales) / median time / "
                    "DRAM read peak\n");
+        if (any_linear)
+            printf("linear: %% peak = useful GFLOP/s (chunked: 2T(B(d+e)/2 + 2de) per head, recurrent: 4Tde, "
+                   "backward: 2T(B(3d+2e)/2 + 5de)) / fp32 FMA peak\n");
     }
 }
 
@@ -429,8 +405,8 @@ static void human_row(const bench_env *env, const problem *p, const timing *t, i
 
 int mode_bench(const options *o, char **specs, int n_specs) {
     problem *probs = NULL;
-    int n = 0, failed = 0, rows = 0, name_w = 8, any_dense = 0, any_decode = 0;
-    int last_kind = -1;   /* 0 = dense, 1 = decode: md/csv/human start a new table when it changes */
+    int n = 0, failed = 0, rows = 0, name_w = 8, any_dense = 0, any_decode = 0, any_linear = 0;
+    int last_kind = -1;   /* 0 = dense, 1 = decode, 2 = linear: md/csv/human start a new table when it changes */
     if (problems_from_args(specs, n_specs, &probs, &n) != 0) return 2;
     ak_ctx *ctx = NULL;
     if (ctx_from_options(o, 0, &ctx) != 0) { free(probs); return 1; }
@@ -451,10 +427,11 @@ int mode_bench(const options *o, char **specs, int n_specs) {
         problem_format(&probs[i], name, sizeof(name));
         if ((int)strlen(name) > name_w) name_w = (int)strlen(name);
         any_decode |= probs[i].decode;
-        any_dense |= !probs[i].decode;
+        any_linear |= probs[i].linear;
+        any_dense |= !probs[i].decode && !probs[i].linear;
     }
-    if (o->out == OUT_HUMAN) human_preamble(&env, o, any_dense, any_decode);
-    static row r;
+    if (o->out == OUT_HUMAN) human_preamble(&env, o, any_dense, any_decode, any_linear);
+    static bench_row r;
     for (int i = 0; i < n; i++) {
         inputs in;
         timing t;
@@ -462,6 +439,10 @@ int mode_bench(const options *o, char **specs, int n_specs) {
         memset(&t, 0, sizeof(t));
         if (probs[i].decode) {
             failed += bench_decode(ctx, o, &env, &probs[i], name_w, &rows, &last_kind) != 0;
+            continue;
+        }
+        if (probs[i].linear) {
+            failed += bench_linear(ctx, o, &env, &probs[i], name_w, &rows, &last_kind) != 0;
             continue;
         }
         if (inputs_create(&probs[i], o->seed, &in, err, sizeof(err)) != 0) {

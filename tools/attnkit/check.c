@@ -8,6 +8,7 @@
  * Decode problems (decode_...): ak_decode_run on the whole batch; the reference (ak_decode_ref) and the
  *          naive fp32 baseline per (sequence, KV head) pair, on the pairs within DECODE_REF_CAP of
  *          reference work unless --full; any NaN left in O / LSE fails. Same rule and output.
+ * Linear-attention problems (linear_...): linear.c, with the same rule (report_items) and pair order.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -72,23 +73,54 @@ static void print_ratio(double err, double err32) {
     else printf("  ratio %5s", err > 0 ? "inf" : "0");
 }
 
+/* Fold one element of a compared output into q (opt, f64 reference, naive fp32). */
+void qerr_add(qerr *q, double opt, double ref, double n32) {
+    double d = abs_diff(opt, ref), d32 = abs_diff(n32, ref);
+    if (d > q->err) q->err = d;
+    if (d32 > q->err32) q->err32 = d32;
+    if (fabs(ref) > q->max_ref) q->max_ref = fabs(ref);
+}
+
 /*
- * The verdict on one problem's errors (the rule at the top of this file), printed on the current line
- * after the kernel name; `extra` (or NULL) is appended, extra_fail forces FAIL. 0 = PASS, 1 = FAIL.
+ * The verdict on the compared outputs of one problem (the rule at the top of this file: each output on its
+ * own, tolerance 2 * naive32 + 1e-6 + 2 ulp of its dtype at its max |ref|), printed on the current line
+ * after the kernel name: the first output with its tolerance, the others as "| name err .. naive32 ..
+ * ratio .." (and "> tol .." when that one fails). `extra` (or NULL) is appended, extra_fail forces FAIL.
+ * 0 = PASS, 1 = FAIL.
  */
-static int report(const problem *p, const char *kernel, const errors *e, int extra_fail, const char *extra) {
-    double tol = 2.0 * e->err32 + 1e-6 + 2.0 * ulp_at(p->dt_o, e->max_ref);
-    double ltol = 2.0 * e->lerr32 + 1e-6;
-    int pass = e->err <= tol && (!p->lse || e->lerr <= ltol) && !extra_fail;
-    printf("%s %-28s err %.2e  naive32 %.2e", pass ? "PASS" : "FAIL", kernel, e->err, e->err32);
-    print_ratio(e->err, e->err32);
-    printf("  tol %.2e", tol);
-    if (p->lse) {
-        printf("  | lse err %.2e  naive32 %.2e", e->lerr, e->lerr32);
-        print_ratio(e->lerr, e->lerr32);
+int report_items(const char *kernel, const qerr *q, int n, int extra_fail, const char *extra) {
+    int pass = !extra_fail;
+    double tol[16];
+    for (int i = 0; i < n && i < 16; i++) {
+        tol[i] = 2.0 * q[i].err32 + 1e-6 + 2.0 * ulp_at(q[i].dt, q[i].max_ref);
+        pass &= q[i].err <= tol[i];
+    }
+    printf("%s %-28s ", pass ? "PASS" : "FAIL", kernel);
+    for (int i = 0; i < n && i < 16; i++) {
+        if (i) printf("  | ");
+        if (q[i].name) printf("%s ", q[i].name);
+        printf("err %.2e  naive32 %.2e", q[i].err, q[i].err32);
+        print_ratio(q[i].err, q[i].err32);
+        if (i == 0) printf("  tol %.2e", tol[i]);
+        else if (!(q[i].err <= tol[i])) printf("  > tol %.2e", tol[i]);
     }
     printf("%s\n", extra ? extra : "");
     return pass ? 0 : 1;
+}
+
+/* The verdict on O (and LSE) of a dense or decode problem: report_items. */
+static int report(const problem *p, const char *kernel, const errors *e, int extra_fail, const char *extra) {
+    qerr q[2];
+    memset(q, 0, sizeof(q));
+    q[0].err = e->err;
+    q[0].err32 = e->err32;
+    q[0].max_ref = e->max_ref;
+    q[0].dt = p->dt_o;
+    q[1].name = "lse";
+    q[1].err = e->lerr;
+    q[1].err32 = e->lerr32;
+    q[1].dt = AK_F32;   /* no rounding term */
+    return report_items(kernel, q, p->lse ? 2 : 1, extra_fail, extra);
 }
 
 /* Reference (f64 outputs) and naive fp32 results for the inputs; 0 = ok. */
@@ -165,6 +197,23 @@ static double pair_cost(const dinputs *in, int b) {
     return (double)(p->Hq / p->Hkv) * p->Lq * (double)(p->prefix + dinputs_len(in, b)) * (p->d + p->dv);
 }
 
+/* The order in which `check` compares the n (sequence, head) pairs of a problem: 0, n - 1 (the last
+ * sequence: the longest when ragged), then the others in a shuffle seeded by `seed`. */
+void pair_order(int n, uint64_t seed, int *pairs) {
+    for (int i = 0; i < n; i++) pairs[i] = i;
+    if (n > 1) {
+        pairs[1] = n - 1;
+        pairs[n - 1] = 1;
+    }
+    uint64_t rng = seed ^ 0xC4EC5ull;
+    for (int i = n - 1; i > 2; i--) {   /* shuffle pairs[2..n) */
+        int j = 2 + (int)(rng_next(&rng) % (uint64_t)(i - 1));
+        int t = pairs[i];
+        pairs[i] = pairs[j];
+        pairs[j] = t;
+    }
+}
+
 /*
  * The (sequence, KV head) pairs to compare, in order: (0, 0), (B-1, Hkv-1), then the others in a
  * seeded shuffle; all of them with --full, else those that fit in DECODE_REF_CAP (the first always).
@@ -173,18 +222,7 @@ static double pair_cost(const dinputs *in, int b) {
 static int pick_pairs(const dinputs *in, const options *o, int *pairs) {
     const problem *p = &in->p;
     int n = p->B * p->Hkv, m = 0;
-    for (int i = 0; i < n; i++) pairs[i] = i;
-    if (n > 1) {
-        pairs[1] = n - 1;
-        pairs[n - 1] = 1;
-    }
-    uint64_t rng = o->seed ^ 0xC4EC5ull;
-    for (int i = n - 1; i > 2; i--) {   /* shuffle pairs[2..n) */
-        int j = 2 + (int)(rng_next(&rng) % (uint64_t)(i - 1));
-        int t = pairs[i];
-        pairs[i] = pairs[j];
-        pairs[j] = t;
-    }
+    pair_order(n, o->seed, pairs);
     double used = 0.0;
     for (int i = 0; i < n; i++) {
         double c = pair_cost(in, pairs[i] / p->Hkv);
@@ -316,7 +354,8 @@ int mode_check(const options *o, char **specs, int n_specs) {
            "(+ 2 ulp of max|O| for bf16/f16 O)\n", ak_isa_name(ak_ctx_get_isa(ctx)),
            ak_ctx_get_num_threads(ctx), (unsigned long long)o->seed);
     for (int i = 0; i < n; i++)
-        failed += probs[i].decode ? check_decode_one(ctx, o, &probs[i]) : check_one(ctx, o, &probs[i]);
+        failed += probs[i].linear ? linear_check_one(ctx, o, &probs[i])
+                : probs[i].decode ? check_decode_one(ctx, o, &probs[i]) : check_one(ctx, o, &probs[i]);
     printf("check: %d passed, %d failed\n", n - failed, failed);
     ak_ctx_destroy(ctx);
     free(probs);
@@ -338,7 +377,7 @@ static int run_copy(ak_ctx *ctx, const options *o, inputs *in, unsigned char *o_
 }
 
 /* Differing bytes of two buffers; *first = offset of the first (or -1). */
-static size_t count_diff(const unsigned char *a, const unsigned char *b, size_t n, long long *first) {
+size_t count_diff(const unsigned char *a, const unsigned char *b, size_t n, long long *first) {
     size_t d = 0;
     *first = -1;
     for (size_t i = 0; i < n; i++)
@@ -442,7 +481,8 @@ int mode_bitwise(const options *o, char **specs, int n_specs) {
     int other = ak_ctx_get_num_threads(ctx_n) == 1 ? 2 : 1;
     if (ctx_from_options(o, other, &ctx_1) != 0) { ak_ctx_destroy(ctx_n); free(probs); return 1; }
     printf("attnkit bitwise: isa %s, seed %llu\n", ak_isa_name(ak_ctx_get_isa(ctx_n)), (unsigned long long)o->seed);
-    for (int i = 0; i < n; i++) failed += bitwise_one(ctx_n, ctx_1, o, &probs[i]);
+    for (int i = 0; i < n; i++)
+        failed += probs[i].linear ? linear_bitwise_one(ctx_n, ctx_1, o, &probs[i]) : bitwise_one(ctx_n, ctx_1, o, &probs[i]);
     printf("bitwise: %d passed, %d failed\n", n - failed, failed);
     ak_ctx_destroy(ctx_1);
     ak_ctx_destroy(ctx_n);

@@ -27,10 +27,17 @@ typedef struct problem {
     int page;                  /* page size; 0 = contiguous cache */
     int hnd;                   /* paged: HND pages instead of NHD */
     int csr;                   /* paged: FlashInfer CSR metadata instead of seqlens + block_table */
-    int ragged;                /* lengths spread from ragged_lo to Lk over the batch */
+    int ragged;                /* decode, linear: lengths spread from ragged_lo to Lk over the batch */
     int ragged_lo;             /* -1 = Lk / 16 */
     int prefix;                /* shared-prefix (cascade) tokens; 0 = none */
     int workers, tile;         /* ak_decode_desc num_workers / tile_n; 0 = auto */
+    /* linear-attention problems (linear_...): Lq = Lk = tokens per sequence, dv = e, Hkv = Hq, dt_kv = dt_q */
+    int linear;
+    int decay;                 /* -1 = none (lambda = 1), else the ak_la_decay_mode (layer 0 of 1) */
+    int state;                 /* random initial state in, final state out */
+    int blk;                   /* ak_la_desc.block; 0 = auto */
+    int rec;                   /* ak_la_recurrent instead of ak_la_forward */
+    int bwd;                   /* ak_la_backward (gradients) instead of the forward */
 } problem;
 
 int problem_parse(const char *s, problem *p, char *err, size_t errlen);
@@ -96,6 +103,8 @@ typedef struct dsub {
     int32_t indptr[2], pre_indptr[2];   /* CSR of the one sequence (of the prefix) */
 } dsub;
 
+/* Length of sequence b: Lk, or with `ragged` lo + (Lk - lo) * b / (B - 1) (decode and linear problems). */
+int64_t ragged_len(const problem *p, int b);
 int dinputs_create(ak_ctx *ctx, const problem *p, uint64_t seed, dinputs *in, char *err, size_t errlen);
 void dinputs_free(dinputs *in);
 int64_t dinputs_len(const dinputs *in, int b);
@@ -120,7 +129,7 @@ typedef struct options {
     int no_peak;
     int deterministic;  /* -1 = library default */
     uint64_t seed;
-    int full_check;     /* check: no cap on the reference work of decode problems */
+    int full_check;     /* check: no cap on the reference work of decode and linear problems */
 } options;
 
 int ctx_from_options(const options *o, int n_threads, ak_ctx **out);
@@ -129,6 +138,64 @@ int ctx_from_options(const options *o, int n_threads, ak_ctx **out);
 int mode_check(const options *o, char **problems, int n);
 int mode_bitwise(const options *o, char **problems, int n);
 int mode_bench(const options *o, char **problems, int n);
+
+/* ---- check helpers shared by the kinds of problem (check.c) ---- */
+/* One compared output: max |opt - ref|, max |naive32 - ref|, max |ref|; dt = the optimized output's dtype
+ * (its rounding, 2 ulp at max |ref|, is allowed; none for f32); name NULL = printed without a name. */
+typedef struct qerr {
+    const char *name;
+    double err, err32, max_ref;
+    ak_dtype dt;
+} qerr;
+
+void qerr_add(qerr *q, double opt, double ref, double n32);
+int report_items(const char *kernel, const qerr *q, int n, int extra_fail, const char *extra);
+void pair_order(int n, uint64_t seed, int *pairs);
+size_t count_diff(const unsigned char *a, const unsigned char *b, size_t n, long long *first);
+
+/* ---- bench rows and timings (bench.c) ---- */
+enum field_kind { K_STR, K_INT, K_NUM, K_NULL };
+
+typedef struct row_field {
+    const char *key;
+    enum field_kind kind;
+    char s[512];
+    double x;
+} row_field;
+
+typedef struct bench_row {
+    row_field f[64];
+    int n;
+} bench_row;
+
+/* What every row shares. */
+typedef struct bench_env {
+    ak_peak peak;
+    int have_peak;
+    char cpu[256], commit[64];
+    const char *isa;
+    int threads;
+} bench_env;
+
+/* Timings of one problem. */
+typedef struct timing {
+    double median_ms, min_ms, mean_ms, stddev_ms, flops;
+    double kv_bytes;      /* decode: cache bytes one call must read */
+    char kernel[128];
+} timing;
+
+void add_str(bench_row *r, const char *key, const char *v);
+void add_int(bench_row *r, const char *key, long long v);
+void add_num(bench_row *r, const char *key, double v);
+void write_header(FILE *out, const bench_row *r, out_format fmt, int first);
+void write_row(FILE *out, const bench_row *r, out_format fmt, int index);
+void time_stats(const double *ms, int n, timing *t);
+
+/* ---- linear-attention problems in each mode (linear.c) ---- */
+int linear_check_one(ak_ctx *ctx, const options *o, const problem *p);
+int linear_bitwise_one(ak_ctx *ctx_n, ak_ctx *ctx_1, const options *o, const problem *p);
+int bench_linear(ak_ctx *ctx, const options *o, const bench_env *env, const problem *p, int name_w, int *rows,
+                 int *last_kind);
 
 /* ---- utilities (util.c) ---- */
 double now_seconds(void);

@@ -22,8 +22,8 @@
 /* Rows of random data are appended in chunks of about this many f32 elements (K + V). */
 #define FILL_CHUNK_ELEMS (4L << 20)
 
-/* Keys of sequence b's own cache (the formula of the header comment). */
-static int64_t seq_len(const problem *p, int b) {
+/* Keys of sequence b's own cache (the formula of the header comment; linear problems' ragged lengths too). */
+int64_t ragged_len(const problem *p, int b) {
     if (!p->ragged || p->B == 1) return p->Lk;
     int64_t lo = p->ragged_lo >= 0 ? p->ragged_lo : p->Lk / 16;
     return lo + (p->Lk - lo) * (int64_t)b / (p->B - 1);
@@ -309,7 +309,7 @@ int dinputs_create(ak_ctx *ctx, const problem *p, uint64_t seed, dinputs *in, ch
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (int b = 0; b < p->B; b++) lens[b] = seq_len(p, b);
+    for (int b = 0; b < p->B; b++) lens[b] = ragged_len(p, b);
     double nq = (double)p->B * p->Hq * p->Lq;
     if (nq * (p->d + p->dv + 1) * 8.0 > 1e13) {
         free(lens);

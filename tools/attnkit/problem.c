@@ -19,6 +19,14 @@
  *   an i8 cache   ragged | ragged<lo> (lengths lo + (k - lo) * b / (B - 1), lo = k/16 by default)
  *   prefix<N> shared prefix (cascade)   workers<N> tile<N> (num_workers, tile_n; 0 = auto)
  *   nopage nocsr noragged noprefix: the defaults. Layout (bshd/bhsd), varlen and k=q are dense only.
+ *
+ * A linear-attention problem starts with the token `linear` (linear.c builds and runs it):
+ *   linear_b1_h8_q4096_d128_e64_bf16_decay_state_blk64
+ *   q<T> tokens per sequence (required)   d<d> (required)   e<e> = dv<e> [d]   f32|bf16|f16 (q, k, v; and o
+ *   unless o<dtype>)   scale<x> [1]   decay | decay<official|minimax|paper> (ak_la_log_decay, layer 0 of 1)
+ *   state (random initial state, final state returned)   blk<N> [0 = auto]   ragged | ragged<lo> (as decode)
+ *   rec (the recurrent form)   bwd (the backward pass)   nodecay nostate norec nobwd noragged: the defaults.
+ *   Not for linear problems: hkv, k, causal (always), masks, softcap, alibi, sinks, lse, kv<dtype>, layouts, varlen.
  * A sweep spec puts comma lists in tokens: hkv8,2 = hkv8 | hkv2 ("hkv" carries over to an
  * alternative that starts with a digit, '.' or '-'); causal,nocausal; f32,bf16. Every
  * combination of alternatives is one problem, the first token varying slowest.
@@ -32,20 +40,34 @@
 enum field {
     F_B, F_H, F_HKV, F_Q, F_K, F_D, F_DV, F_CAUSAL, F_WIN, F_WR, F_SOFTCAP, F_ALIBI, F_SINKS, F_LSE,
     F_SCALE, F_DTYPE, F_KVDTYPE, F_ODTYPE, F_LAYOUT, F_VARLEN,
-    F_DECODE, F_PAGE, F_PLAYOUT, F_VOCAB, F_RAGGED, F_PREFIX, F_WORKERS, F_TILE, F_COUNT
+    F_DECODE, F_PAGE, F_PLAYOUT, F_VOCAB, F_RAGGED, F_PREFIX, F_WORKERS, F_TILE,
+    F_LINEAR, F_DECAY, F_STATE, F_BLK, F_REC, F_BWD, F_COUNT
 };
 
-/* Fields that only decode problems have. */
-static int decode_only(int f) { return f >= F_PAGE; }
+/* The kinds of problem a field applies to. */
+enum { K_DENSE = 1, K_DECODE = 2, K_LINEAR = 4 };
+
+static int field_kinds(int f) {
+    if (f >= F_LINEAR) return K_LINEAR;
+    if (f == F_RAGGED) return K_DECODE | K_LINEAR;
+    if (f >= F_DECODE) return K_DECODE;
+    switch (f) {
+    case F_B: case F_H: case F_Q: case F_D: case F_DV: case F_SCALE: case F_DTYPE: case F_ODTYPE:
+        return K_DENSE | K_DECODE | K_LINEAR;
+    case F_LAYOUT: case F_VARLEN: return K_DENSE;
+    default: return K_DENSE | K_DECODE;
+    }
+}
 
 static const char *field_name[F_COUNT] = {
     "b", "h", "hkv", "q", "k", "d", "dv", "causal", "win", "wr", "softcap", "alibi", "sinks", "lse",
     "scale", "dtype", "kv<dtype>", "o<dtype>", "layout", "varlen",
-    "decode", "page", "page layout", "csr", "ragged", "prefix", "workers", "tile"};
+    "decode", "page", "page layout", "csr", "ragged", "prefix", "workers", "tile",
+    "linear", "decay", "state", "blk", "rec", "bwd"};
 
-/* Integer-valued prefixed tokens, in match order ("hkv" before "h", "dv" before "d"). */
+/* Integer-valued prefixed tokens, in match order ("hkv" before "h", "dv" before "d", "blk" before "b"). */
 static const struct { const char *prefix; enum field f; long lo; } int_tokens[] = {
-    {"hkv", F_HKV, 1}, {"h", F_H, 1}, {"dv", F_DV, 1}, {"d", F_D, 1}, {"b", F_B, 1},
+    {"hkv", F_HKV, 1}, {"h", F_H, 1}, {"dv", F_DV, 1}, {"d", F_D, 1}, {"e", F_DV, 1}, {"blk", F_BLK, 0}, {"b", F_B, 1},
     {"q", F_Q, 0},     {"k", F_K, 0}, {"win", F_WIN, 0}, {"wr", F_WR, 0},
     {"page", F_PAGE, 0}, {"prefix", F_PREFIX, 0}, {"workers", F_WORKERS, 0}, {"tile", F_TILE, 0},
     {"ragged", F_RAGGED, 0}};
@@ -55,7 +77,7 @@ static const struct { const char *name; enum field f; } no_tokens[] = {
     {"nocausal", F_CAUSAL}, {"nowin", F_WIN},   {"nowr", F_WR},       {"nosoftcap", F_SOFTCAP},
     {"noalibi", F_ALIBI},   {"nosinks", F_SINKS}, {"nolse", F_LSE},   {"noscale", F_SCALE},
     {"novarlen", F_VARLEN}, {"nopage", F_PAGE}, {"nocsr", F_VOCAB}, {"noragged", F_RAGGED},
-    {"noprefix", F_PREFIX}};
+    {"noprefix", F_PREFIX}, {"nodecay", F_DECAY}, {"nostate", F_STATE}, {"norec", F_REC}, {"nobwd", F_BWD}};
 
 static int parse_dtype(const char *s, ak_dtype *out) {
     if (strcmp(s, "f32") == 0) *out = AK_F32;
@@ -79,6 +101,7 @@ static void problem_defaults(problem *p) {
     p->scale = NAN;
     p->dt_q = p->dt_kv = p->dt_o = AK_F32;
     p->ragged_lo = -1;
+    p->decay = -1;
 }
 
 /* Apply one token; returns the field it sets, or -1 (message in err). */
@@ -95,6 +118,17 @@ static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, si
     if (strcmp(tok, "hnd") == 0) { p->hnd = 1; return F_PLAYOUT; }
     if (strcmp(tok, "csr") == 0) { p->csr = 1; return F_VOCAB; }
     if (strcmp(tok, "ragged") == 0) { p->ragged = 1; return F_RAGGED; }
+    if (strcmp(tok, "linear") == 0) { p->linear = 1; return F_LINEAR; }
+    if (strcmp(tok, "state") == 0) { p->state = 1; return F_STATE; }
+    if (strcmp(tok, "rec") == 0) { p->rec = 1; return F_REC; }
+    if (strcmp(tok, "bwd") == 0) { p->bwd = 1; return F_BWD; }
+    if (strncmp(tok, "decay", 5) == 0) {
+        static const char *modes[] = {"", "official", "minimax", "paper"};   /* "" = official */
+        for (int m = 0; m < 4; m++)
+            if (strcmp(tok + 5, modes[m]) == 0) { p->decay = m ? m - 1 : AK_LA_DECAY_OFFICIAL; return F_DECAY; }
+        snprintf(err, errlen, "unknown decay '%s' (decay, decayofficial, decayminimax, decaypaper)", tok);
+        return -1;
+    }
     if (strcmp(tok, "i8") == 0) { p->dt_q = AK_F32; p->dt_kv = AK_I8; seen_rel[3] = 1; return F_DTYPE; }
     if (parse_dtype(tok, &p->dt_q) == 0) return F_DTYPE;
     if (strcmp(tok, "k=q") == 0) { seen_rel[0] = 1; return F_K; }
@@ -119,6 +153,7 @@ static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, si
         dst[F_K] = &p->Lk; dst[F_D] = &p->d; dst[F_DV] = &p->dv; dst[F_WIN] = &p->win_left;
         dst[F_WR] = &p->win_right; dst[F_PAGE] = &p->page; dst[F_PREFIX] = &p->prefix;
         dst[F_WORKERS] = &p->workers; dst[F_TILE] = &p->tile; dst[F_RAGGED] = &p->ragged_lo;
+        dst[F_BLK] = &p->blk;
         *dst[int_tokens[i].f] = v;
         if (int_tokens[i].f == F_RAGGED) p->ragged = 1;
         return int_tokens[i].f;
@@ -144,12 +179,25 @@ int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
             snprintf(err, errlen, "token '%s' sets %s a second time in problem '%s'", tok, field_name[f], s);
             return -1;
         }
-        if (f == F_DECODE && n_tok > 0) {
-            snprintf(err, errlen, "'decode' must be the first token, in problem '%s'", s);
+        if ((f == F_DECODE || f == F_LINEAR) && n_tok > 0) {
+            snprintf(err, errlen, "'%s' must be the first token, in problem '%s'", tok, s);
             return -1;
         }
-        if (decode_only(f) && !p->decode) {
-            snprintf(err, errlen, "token '%s' is for decode problems only (decode_...), in problem '%s'", tok, s);
+        int kind = p->decode ? K_DECODE : p->linear ? K_LINEAR : K_DENSE, kinds = field_kinds(f);
+        if (kind == K_LINEAR && !(kinds & K_LINEAR)) {
+            const char *why = f == F_VARLEN ? " (ragged lengths: ragged)" : f == F_CAUSAL ? " (always causal)"
+                            : f == F_KVDTYPE ? " (q, k and v share one dtype)" : f == F_K ? " (k = q)"
+                            : f == F_HKV ? " (one k/v head per head)" : "";
+            snprintf(err, errlen, "token '%s' does not apply to linear-attention problems%s, in problem '%s'", tok, why, s);
+            return -1;
+        }
+        if (kind != K_LINEAR && kinds == K_LINEAR) {
+            snprintf(err, errlen, "token '%s' is for linear-attention problems only (linear_...), in problem '%s'", tok, s);
+            return -1;
+        }
+        if (kind == K_DENSE && !(kinds & K_DENSE)) {
+            snprintf(err, errlen, "token '%s' is for decode%s problems only (decode_...%s), in problem '%s'", tok,
+                     kinds & K_LINEAR ? " and linear" : "", kinds & K_LINEAR ? ", linear_..." : "", s);
             return -1;
         }
         if (p->decode && (f == F_LAYOUT || f == F_VARLEN || (f == F_K && rel[0]))) {
@@ -161,7 +209,16 @@ int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
     }
     if (p->decode ? !seen[F_K] || !seen[F_D] : !seen[F_Q] || !seen[F_D]) {
         snprintf(err, errlen, p->decode ? "decode problem '%s' needs k<cache length> and d<head_dim>"
+                            : p->linear ? "linear-attention problem '%s' needs q<tokens> and d<head_dim>"
                                         : "problem '%s' needs q<Lq> and d<head_dim>", s);
+        return -1;
+    }
+    if (p->linear && rel[3]) {
+        snprintf(err, errlen, "i8 does not apply to linear-attention problems (f32, bf16, f16), in problem '%s'", s);
+        return -1;
+    }
+    if (p->linear && p->rec && p->bwd) {
+        snprintf(err, errlen, "'rec' and 'bwd' together: the backward pass has the chunked form only, in problem '%s'", s);
         return -1;
     }
     if (rel[3] && seen[F_KVDTYPE]) {
@@ -187,16 +244,43 @@ int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
         return -1;
     }
     if (p->ragged && p->ragged_lo > p->Lk) {
-        snprintf(err, errlen, "ragged%d: the shortest length is above k%d, in problem '%s'", p->ragged_lo, p->Lk, s);
+        snprintf(err, errlen, "ragged%d: the shortest length is above %s%d, in problem '%s'", p->ragged_lo,
+                 p->linear ? "q" : "k", p->Lk, s);
         return -1;
     }
     return 0;
+}
+
+/* Canonical string of a linear-attention problem: linear_b h q d [e] [scale] dtype [o<dtype>] [decay] [state]
+ * [blk] [ragged] [rec] [bwd]. */
+static void linear_format(const problem *p, char *buf, size_t len) {
+    static const char *decay[] = {"decay", "decayminimax", "decaypaper"};
+    char x[64];
+    size_t n = (size_t)snprintf(buf, len, "linear_b%d_h%d_q%d_d%d", p->B, p->Hq, p->Lq, p->d);
+    if (p->dv != p->d && n < len) n += (size_t)snprintf(buf + n, len - n, "_e%d", p->dv);
+    if (!isnan(p->scale) && n < len) {
+        format_float(p->scale, x, sizeof(x));
+        n += (size_t)snprintf(buf + n, len - n, "_scale%s", x);
+    }
+    if (n < len) n += (size_t)snprintf(buf + n, len - n, "_%s", ak_dtype_name(p->dt_q));
+    if (p->dt_o != p->dt_q && n < len) n += (size_t)snprintf(buf + n, len - n, "_o%s", ak_dtype_name(p->dt_o));
+    if (p->decay >= 0 && p->decay <= 2 && n < len) n += (size_t)snprintf(buf + n, len - n, "_%s", decay[p->decay]);
+    if (p->state && n < len) n += (size_t)snprintf(buf + n, len - n, "_state");
+    if (p->blk && n < len) n += (size_t)snprintf(buf + n, len - n, "_blk%d", p->blk);
+    if (p->ragged && p->ragged_lo < 0 && n < len) n += (size_t)snprintf(buf + n, len - n, "_ragged");
+    if (p->ragged && p->ragged_lo >= 0 && n < len) n += (size_t)snprintf(buf + n, len - n, "_ragged%d", p->ragged_lo);
+    if (p->rec && n < len) n += (size_t)snprintf(buf + n, len - n, "_rec");
+    if (p->bwd && n < len) snprintf(buf + n, len - n, "_bwd");
 }
 
 /* The canonical problem string; parsing it gives back the same problem. */
 void problem_format(const problem *p, char *buf, size_t len) {
     char x[64];
     size_t n = 0;
+    if (p->linear) {
+        linear_format(p, buf, len);
+        return;
+    }
     n += (size_t)snprintf(buf + n, len - n, "%sb%d_h%d_hkv%d_q%d_k%d_d%d", p->decode ? "decode_" : "", p->B,
                           p->Hq, p->Hkv, p->Lq, p->Lk, p->d);
     if (p->dv != p->d && n < len) n += (size_t)snprintf(buf + n, len - n, "_dv%d", p->dv);
