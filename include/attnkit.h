@@ -574,7 +574,7 @@ AK_API ak_status ak_la_log_decay(ak_ctx *ctx, ak_la_decay_mode mode, int32_t num
  *   o_t = S_t^T (scale q_t)             -- no softmax, no denominator
  * equivalently o_t = sum_{s <= t} lambda^(t-s) (scale q_t . k_s) v_s (+ lambda^(t+1) S_{-1}^T scale q_t).
  * Shapes: Q, K [B][H][T][d], V, O [B][H][T][e] (any strides; ragged: cu_seqlens, tensors [1][H][total][.],
- * the state restarts at every sequence), log_decay [H] f32 (<= 0, iff has_decay; otherwise lambda = 1),
+ * the state restarts at every sequence), log_decay [H] f32 (finite, <= 0, iff has_decay; otherwise lambda = 1),
  * state_in / state_out [B][H][d][e] f32 (iff has_initial_state / return_final_state; state_out = the
  * state after the sequence's last token; it may be the very same view as state_in).
  */

@@ -2,7 +2,7 @@
  * test_linear.c — Lightning Attention (causal linear attention with per-head decay, TNL):
  * ak_la_forward (chunked, fp32), ak_la_recurrent (token by token, fp32), ak_la_forward_ref (double)
  * and ak_la_log_decay, written only from the contract in include/attnkit.h and
- * docs/specs linear-arch-analysis.md §1.
+ * the spec linear-arch-analysis.md §1.
  *
  * Oracles (in this file, sharing no code with the library):
  *  - naive64: the O(T^2) masked left product in double, o_t = sum_{s<=t} lambda^(t-s) (c q_t . k_s) v_s

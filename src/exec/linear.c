@@ -173,7 +173,9 @@ static void chunked_head(const ak_laproblem *p, const ak_fwd_kernels *kern, cons
 static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_t b, int64_t h, la_scratch *s) {
     const int d = p->d, e = p->e;
     const int64_t n = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
-    const float lam = p->desc.has_decay ? (float)exp((double)((const float *)t->log_decay.data)[h * t->log_decay.stride[0]]) : 1.0f;
+    /* lambda - 1 = expm1(log_decay): lambda near 1 (log_decay ~ -4e-8 in real models) rounds to 1 or to a
+     * decay ~50% too strong in float; S + (lambda - 1) S keeps the small decrement exact per token */
+    const float lm1 = p->desc.has_decay ? (float)expm1((double)((const float *)t->log_decay.data)[h * t->log_decay.stride[0]]) : 0.0f;
     if (p->desc.has_initial_state) state_io(&t->state_in, b, h, d, e, s->S, 0);
     else memset(s->S, 0, sizeof(float) * (size_t)d * e);
     for (int64_t i = 0; i < n; i++) {
@@ -182,7 +184,7 @@ static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_
         load_row(&t->v, bi, h, r0 + i, e, 1.0f, s->v);
         for (int x = 0; x < d; x++) {
             float *Srow = s->S + (size_t)x * e;
-            for (int y = 0; y < e; y++) Srow[y] = lam * Srow[y] + s->k[x] * s->v[y];
+            for (int y = 0; y < e; y++) Srow[y] = Srow[y] + lm1 * Srow[y] + s->k[x] * s->v[y];
         }
         for (int y = 0; y < e; y++) s->o[y] = 0.0f;
         for (int x = 0; x < d; x++) {
