@@ -1,11 +1,6 @@
 /*
- * Linear attention, fp32: the chunked form (Lightning Attention-2) and the recurrent form, one
- * (sequence, head) per thread at a time (OpenMP dynamic over the pairs; each pair computed start to
- * finish by one thread, so the result does not depend on the thread count).
- *
- * Chunked, for a block of L rows starting at b0 (state S = the state after row b0 - 1):
- *   o_i = lambda^(i+1) S^T (c q_i) + sum_{j <= i} lambda^(i-j) (c q_i . k_j) v_j     (inter + intra)
- *   S  <- lambda^L S + sum_j lambda^(L-1-j) k_j v_j^T
+ * Linear attention, fp32 state: the chunked form (Lightning Attention-2) on the dense kernel's
+ * micro-kernels, its backward as three passes of the same code, and the recurrent form.
  * Powers are exp(log_decay * m) with m >= 0 (never a negative power: no overflow for tiny lambda).
  */
 #include "exec/linear.h"
@@ -57,117 +52,8 @@ static void state_io(const ak_tensor *t, int64_t b, int64_t h, int d, int e, flo
 }
 
 typedef struct la_scratch {
-    float *S, *q, *k, *v, *o, *pw;
+    float *S, *q, *k, *v, *o;
 } la_scratch;
-
-/* rows = rows of q/k/v held at once (1 for the recurrent form) */
-static size_t la_scratch_floats(const ak_laproblem *p, int rows) {
-    size_t B = (size_t)rows, d = (size_t)p->d, e = (size_t)p->e;
-    return d * e + B * d * 2 + B * e * 2 + (B + 1);
-}
-
-static la_scratch la_carve(const ak_laproblem *p, float *base) {
-    size_t B = 1, d = (size_t)p->d, e = (size_t)p->e; /* the recurrent form: one row */
-    la_scratch s;
-    s.S = base;
-    s.q = s.S + d * e;
-    s.k = s.q + B * d;
-    s.v = s.k + B * d;
-    s.o = s.v + B * e;
-    s.pw = s.o + B * e;
-    return s;
-}
-
-/* Scratch of the chunked form (leading dimensions padded by 16 floats against 4 KiB set aliasing):
- *   S [d][ldS], qt / qts [d][ldb] (c q^T, and scaled by lambda^(i+1) per column), kb [blk][ldk],
- *   vb [blk][ldS] (columns past e zero), st [blk][ldb] (the masked, decayed K.Q^T), ot [e][ldb] (O^T). */
-typedef struct la_kdims {
-    int64_t ldS, ldb, ldk;
-} la_kdims;
-
-static la_kdims la_kdims_of(const ak_laproblem *p) {
-    la_kdims x;
-    x.ldS = ((int64_t)p->e + 15) / 16 * 16 + 16;
-    x.ldb = ((int64_t)p->blk + 15) / 16 * 16 + 16;
-    x.ldk = ((int64_t)p->d + 15) / 16 * 16 + 16;
-    return x;
-}
-
-static size_t la_kscratch_floats(const ak_laproblem *p) {
-    la_kdims x = la_kdims_of(p);
-    size_t d = (size_t)p->d, e = (size_t)p->e, B = (size_t)p->blk;
-    return d * (size_t)x.ldS + 2 * d * (size_t)x.ldb + B * (size_t)x.ldk + B * (size_t)x.ldS + B * (size_t)x.ldb +
-           e * (size_t)x.ldb + B + 2 + 16 * 8;
-}
-
-/*
- * One (sequence b, head h) in the chunked form, on the f32 micro-kernels of the dense kernel
- * (transposed formulation, the block's queries along the SIMD lanes):
- *   St[j][i] = k_j . (c q_i)                 qk
- *   St[j][i] *= lambda^(i-j) for j <= i, else 0
- *   O^T  = V^T St   +   S^T Qts              pv twice (intra, then inter: Qts[x][i] = lambda^(i+1) c q_i[x])
- *   S   <- lambda^L S + (lambda^(L-1-j) k_j)^T v_j    pv (value columns on the lanes)
- */
-static void chunked_head(const ak_laproblem *p, const ak_fwd_kernels *kern, const ak_la_tensors *t, int64_t b,
-                         int64_t h, float *ws) {
-    const int d = p->d, e = p->e, blk = p->blk;
-    const int64_t n = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
-    const la_kdims x = la_kdims_of(p);
-    const int epad = (e + 15) / 16 * 16;
-    const float c = p->desc.scale;
-    const double ld = p->desc.has_decay ? ((const float *)t->log_decay.data)[h * t->log_decay.stride[0]] : 0.0;
-    float *S = ws, *qt = S + (size_t)d * x.ldS, *qts = qt + (size_t)d * x.ldb, *kb = qts + (size_t)d * x.ldb;
-    float *vb = kb + (size_t)blk * x.ldk, *st = vb + (size_t)blk * x.ldS, *ot = st + (size_t)blk * x.ldb;
-    float *pw = ot + (size_t)e * x.ldb, *row = pw + blk + 2;
-    for (int m = 0; m <= blk; m++) pw[m] = (float)exp(ld * m); /* lambda^m, m >= 0 */
-    memset(S, 0, sizeof(float) * (size_t)d * x.ldS);
-    if (p->desc.has_initial_state)
-        for (int r = 0; r < d; r++)
-            for (int y = 0; y < e; y++)
-                S[(size_t)r * x.ldS + y] = ((const float *)t->state_in.data)[b * t->state_in.stride[0] + h * t->state_in.stride[1] +
-                                                                              r * t->state_in.stride[2] + y * t->state_in.stride[3]];
-    memset(vb, 0, sizeof(float) * (size_t)blk * x.ldS);
-    for (int64_t b0 = 0; b0 < n; b0 += blk) {
-        const int L = (int)(n - b0 < blk ? n - b0 : blk), Lpad = (L + 15) / 16 * 16;
-        for (int i = 0; i < Lpad; i++) { /* Q^T (scaled by c) and its decayed copy; zero columns past L */
-            if (i < L) load_row(&t->q, bi, h, r0 + b0 + i, d, c, row);
-            for (int r = 0; r < d; r++) {
-                float v = i < L ? row[r] : 0.0f;
-                qt[(size_t)r * x.ldb + i] = v;
-                qts[(size_t)r * x.ldb + i] = i < L ? v * pw[i + 1] : 0.0f;
-            }
-        }
-        for (int j = 0; j < L; j++) {
-            load_row(&t->k, bi, h, r0 + b0 + j, d, 1.0f, kb + (size_t)j * x.ldk);
-            load_row(&t->v, bi, h, r0 + b0 + j, e, 1.0f, vb + (size_t)j * x.ldS);
-        }
-        kern->qk(L, d, Lpad, kb, x.ldk, qt, x.ldb, 1.0f, st, x.ldb);
-        for (int j = 0; j < L; j++) { /* causal mask and decay inside the block */
-            float *sr = st + (size_t)j * x.ldb;
-            for (int i = 0; i < Lpad; i++) sr[i] = (i >= j && i < L) ? sr[i] * pw[i - j] : 0.0f;
-        }
-        memset(ot, 0, sizeof(float) * (size_t)e * x.ldb);
-        kern->pv(L, e, Lpad, vb, x.ldS, st, x.ldb, ot, x.ldb);
-        kern->pv(d, e, Lpad, S, x.ldS, qts, x.ldb, ot, x.ldb);
-        for (int i = 0; i < L; i++) {
-            for (int y = 0; y < e; y++) row[y] = ot[(size_t)y * x.ldb + i];
-            store_row(&t->o, bi, h, r0 + b0 + i, e, row);
-        }
-        /* state: S <- lambda^L S + sum_j (lambda^(L-1-j) k_j) v_j^T */
-        for (int r = 0; r < d; r++)
-            for (int y = 0; y < epad; y++) S[(size_t)r * x.ldS + y] *= pw[L];
-        for (int j = 0; j < L; j++)
-            for (int r = 0; r < d; r++) kb[(size_t)j * x.ldk + r] *= pw[L - 1 - j];
-        kern->pv(L, d, epad, kb, x.ldk, vb, x.ldS, S, x.ldS);
-        for (int j = 0; j < L; j++) /* zero the value rows again for a shorter last block */
-            for (int y = 0; y < e; y++) vb[(size_t)j * x.ldS + y] = 0.0f;
-    }
-    if (p->desc.return_final_state)
-        for (int r = 0; r < d; r++)
-            for (int y = 0; y < e; y++)
-                ((float *)t->state_out.data)[b * t->state_out.stride[0] + h * t->state_out.stride[1] + r * t->state_out.stride[2] +
-                                             y * t->state_out.stride[3]] = S[(size_t)r * x.ldS + y];
-}
 
 /* One (sequence b, head h) in the recurrent form: S = lambda S + k v^T; o = S^T (c q). */
 static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_t b, int64_t h, la_scratch *s) {
@@ -196,11 +82,375 @@ static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_
     if (p->desc.return_final_state) state_io(&t->state_out, b, h, d, e, s->S, 1);
 }
 
-ak_status ak__la_run(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, int recurrent) {
+/* ---------------------------------------------------------------------------------------------------
+ * The chunked form as a "pass": one causal linear-attention sweep with named roles, so that the backward
+ * runs as three passes of the same code (see ak__la_bwd). For each (sequence, head), rows read in order
+ * (or in reverse order), block by block (L rows starting at b0, state S = after row b0 - 1):
+ *   intra  O_b  = [(Q_b K_b^T) . M] V_b          M[i][j] = lambda^(i-j) for j <= i, else 0
+ *   local  U_b  = sum_j lambda^(L-1-j) k_j v_j^T
+ *   inter  O_b += diag(lambda^(i+e0)) Q_b S_{b-1}     (skipped while S is known to be zero)
+ *   chain  S_b  = lambda^(L-1+e0) S_{b-1} + U_b
+ * e0 = 1, except for the first block of a pass whose seed state sits *at* row 0 (shift: the backward's
+ * d_state_out seed, never divided by lambda). Every product runs on the dense kernel's f32 micro-kernels:
+ *   qk:  st[j][i] = k_j . q_i             (Q^T packed, the block's rows on the lanes)
+ *   pv:  ob[i][.] += sum_j st[j][i] v_j   (O row-major: the value columns on the lanes)
+ *   pv:  ob[i][.] += sum_x qts[x][i] S[x][.],   U[x][.] += sum_j k'_j[x] v_j
+ * The arithmetic of a block does not depend on which thread runs it, nor on whether the blocks of one
+ * head run one after another (many heads: one head per thread) or phase by phase with all threads on
+ * one head (few heads: 3-phase block-parallel, spec section 1.4): results are bitwise identical for
+ * every thread count.
+ * ------------------------------------------------------------------------------------------------- */
+
+typedef struct la_pass {
+    const ak_laproblem *p;
+    const ak_tensor *q, *k, *v, *o; /* role views [B][H][T][.]; o written */
+    float qmul, kmul, vmul, omul;    /* multipliers at load (q, k, v) and at store (o) */
+    int dk, dv;                      /* widths of q and k, of v and o */
+    int reverse;                     /* rows in reverse order within each sequence */
+    ak_tensor s_in;                  /* seed state [B][H][dk][dv] f32 (data NULL: none) */
+    int shift;                       /* the seed sits at row 0 (e0 = 0 for the first block) */
+    ak_tensor s_out;                 /* final state [B][H][dk][dv] f32 (data NULL: none) */
+    int s_out_lambda;                /* multiply the final state by lambda */
+    const ak_tensor *log_decay;      /* NULL: lambda = 1 */
+} la_pass;
+
+/* leading dimensions (floats), padded by 16 against 4 KiB set aliasing */
+typedef struct la_dims {
+    int64_t ldb, ldk, ldv;
+    int bpad, dvpad;
+} la_dims;
+
+static la_dims la_dims_of(const la_pass *ps) {
+    la_dims x;
+    x.bpad = (ps->p->blk + 15) / 16 * 16;
+    x.dvpad = (ps->dv + 15) / 16 * 16;
+    x.ldb = x.bpad + 16;
+    x.ldk = ((int64_t)ps->dk + 15) / 16 * 16 + 16;
+    x.ldv = x.dvpad + 16;
+    return x;
+}
+
+/* per-thread block scratch: qrow [blk][ldk], qt, qts [dk][ldb], kb [blk][ldk], vb [blk][ldv], st [blk][ldb],
+ * pw [bpad + 2], plus (one head per thread) S, U [dk][ldv], ob [blk][ldv] */
+typedef struct la_blk {
+    float *qrow, *qt, *qts, *kb, *vb, *st, *pw, *tmp, *S, *U, *ob;
+    const void **rows;
+} la_blk;
+
+static size_t la_blk_floats(const la_pass *ps, int with_state) {
+    la_dims x = la_dims_of(ps);
+    size_t B = (size_t)ps->p->blk, dk = (size_t)ps->dk;
+    size_t n = 2 * B * (size_t)x.ldk + 2 * dk * (size_t)x.ldb + B * (size_t)x.ldv + B * (size_t)x.ldb + (size_t)x.bpad + 32 + (size_t)x.ldv;
+    if (with_state) n += 2 * dk * (size_t)x.ldv + B * (size_t)x.ldv;
+    n += (B * sizeof(void *) + sizeof(float) - 1) / sizeof(float) + 16; /* row pointers */
+    return (n + 15) / 16 * 16;
+}
+
+static la_blk la_blk_carve(const la_pass *ps, float *base, int with_state) {
+    la_dims x = la_dims_of(ps);
+    size_t B = (size_t)ps->p->blk, dk = (size_t)ps->dk;
+    la_blk s;
+    s.qrow = base;
+    s.qt = s.qrow + B * (size_t)x.ldk;
+    s.qts = s.qt + dk * (size_t)x.ldb;
+    s.kb = s.qts + dk * (size_t)x.ldb;
+    s.vb = s.kb + B * (size_t)x.ldk;
+    s.st = s.vb + B * (size_t)x.ldv;
+    s.pw = s.st + B * (size_t)x.ldb;
+    s.tmp = s.pw + x.bpad + 32;
+    float *nx = s.tmp + x.ldv;
+    s.S = s.U = s.ob = NULL;
+    if (with_state) {
+        s.S = nx;
+        s.U = s.S + dk * (size_t)x.ldv;
+        s.ob = s.U + dk * (size_t)x.ldv;
+        nx = s.ob + B * (size_t)x.ldv;
+    }
+    s.rows = (const void **)(void *)nx;
+    return s;
+}
+
+static double la_log_lambda(const la_pass *ps, int64_t h) {
+    return ps->log_decay ? (double)((const float *)ps->log_decay->data)[h * ps->log_decay->stride[0]] : 0.0;
+}
+
+/* pw[m] = lambda^m for m = 0..blk (never a negative power) */
+static void la_powers(const la_pass *ps, int64_t h, float *pw) {
+    const double ld = la_log_lambda(ps, h);
+    for (int m = 0; m <= ps->p->blk; m++) pw[m] = (float)exp(ld * m);
+}
+
+/* Rows i0 .. i0+L-1 (in pass order) of a role view, f32, times mul, into dst [L][ld] (columns past
+ * n up to roundup16(n) zero). */
+static void la_load(const la_pass *ps, const ak_fwd_kernels *kern, const ak_tensor *t, int64_t b, int64_t h,
+                    int64_t i0, int L, int n, float mul, float *dst, int64_t ld, const void **rows) {
+    const ak_laproblem *p = ps->p;
+    const int64_t len = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
+    const size_t es = ak_dtype_size(t->dtype);
+    const int npad = (n + 15) / 16 * 16;
+    if (t->stride[3] == 1) {
+        for (int i = 0; i < L; i++) {
+            int64_t r = r0 + (ps->reverse ? len - 1 - (i0 + i) : i0 + i);
+            rows[i] = (const char *)t->data + (size_t)(bi * t->stride[0] + h * t->stride[1] + r * t->stride[2]) * es;
+        }
+        kern->rows_f32(t->dtype, L, n, rows, NULL, dst, ld);
+    } else {
+        for (int i = 0; i < L; i++) {
+            int64_t r = r0 + (ps->reverse ? len - 1 - (i0 + i) : i0 + i);
+            load_row(t, bi, h, r, n, 1.0f, dst + (size_t)i * ld);
+            for (int c = n; c < npad; c++) dst[(size_t)i * ld + c] = 0.0f;
+        }
+    }
+    if (mul != 1.0f)
+        for (int i = 0; i < L; i++) {
+            float *row = dst + (size_t)i * ld;
+            for (int c = 0; c < n; c++) row[c] *= mul;
+        }
+}
+
+/* Store rows of ob [L][ld] (times omul) to the output view, in pass order. */
+static void la_store(const la_pass *ps, int64_t b, int64_t h, int64_t i0, int L, const float *ob, int64_t ld, float *tmp) {
+    const ak_laproblem *p = ps->p;
+    const ak_tensor *t = ps->o;
+    const int64_t len = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
+    for (int i = 0; i < L; i++) {
+        const int64_t r = r0 + (ps->reverse ? len - 1 - (i0 + i) : i0 + i);
+        const float *src = ob + (size_t)i * ld;
+        if (ps->omul != 1.0f) {
+            for (int c = 0; c < ps->dv; c++) tmp[c] = src[c] * ps->omul;
+            src = tmp;
+        }
+        if (t->stride[3] == 1 && t->dtype == AK_BF16) {
+            uint16_t *dst = (uint16_t *)t->data + bi * t->stride[0] + h * t->stride[1] + r * t->stride[2];
+            for (int c = 0; c < ps->dv; c++) dst[c] = ak__f32_to_bf16(src[c]);
+        } else {
+            store_row(t, bi, h, r, ps->dv, src);
+        }
+    }
+}
+
+/* Q of a block, transposed: qt[x][i] = q_i[x] (columns L..bpad zero), qts[x][i] = lambda^(i+e0) q_i[x]. */
+static void la_load_q(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L, int e0,
+                      la_blk *s) {
+    const la_dims x = la_dims_of(ps);
+    const int dk = ps->dk, Lpad = (L + 15) / 16 * 16;
+    la_load(ps, kern, ps->q, b, h, b0, L, dk, ps->qmul, s->qrow, x.ldk, s->rows);
+    for (int i0 = 0; i0 < Lpad; i0 += 16) /* 16 x 16 tiles */
+        for (int c0 = 0; c0 < dk; c0 += 16) {
+            const int ie = i0 + 16 < L ? i0 + 16 : L, ce = c0 + 16 < dk ? c0 + 16 : dk;
+            for (int c = c0; c < ce; c++) {
+                float *qc = s->qt + (size_t)c * x.ldb;
+                int i = i0;
+                for (; i < ie; i++) qc[i] = s->qrow[(size_t)i * x.ldk + c];
+                for (; i < i0 + 16; i++) qc[i] = 0.0f;
+            }
+        }
+    const float *pwe = s->pw + e0;
+    for (int c = 0; c < dk; c++) {
+        const float *qc = s->qt + (size_t)c * x.ldb;
+        float *qs = s->qts + (size_t)c * x.ldb;
+        for (int i = 0; i < Lpad; i++) qs[i] = qc[i] * pwe[i];
+    }
+}
+
+/* Phase 1 of a block: Q^T (qt, qts) left in s, ob = intra output, U = local state. */
+static void la_phase1(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L, int e0,
+                      la_blk *s, float *U, float *ob) {
+    const la_dims x = la_dims_of(ps);
+    const int dk = ps->dk, Lpad = (L + 15) / 16 * 16;
+    la_load_q(ps, kern, b, h, b0, L, e0, s);
+    la_load(ps, kern, ps->k, b, h, b0, L, dk, ps->kmul, s->kb, x.ldk, s->rows);
+    la_load(ps, kern, ps->v, b, h, b0, L, ps->dv, ps->vmul, s->vb, x.ldv, s->rows);
+    kern->qk(L, dk, Lpad, s->kb, x.ldk, s->qt, x.ldb, 1.0f, s->st, x.ldb);
+    for (int j = 0; j < L; j++) { /* causal mask and decay: st[j][i] *= lambda^(i-j) for i >= j, else 0 */
+        float *sr = s->st + (size_t)j * x.ldb;
+        const float *pj = s->pw - j;
+        for (int i = 0; i < j; i++) sr[i] = 0.0f;
+        for (int i = j; i < L; i++) sr[i] *= pj[i];
+    }
+    for (int i = 0; i < L; i++) memset(ob + (size_t)i * x.ldv, 0, sizeof(float) * (size_t)x.dvpad);
+    kern->pv(L, L, x.dvpad, s->st, x.ldb, s->vb, x.ldv, ob, x.ldv);
+    for (int j = 0; j < L; j++) { /* k'_j = lambda^(L-1-j) k_j */
+        float *kr = s->kb + (size_t)j * x.ldk;
+        const float w = s->pw[L - 1 - j];
+        for (int c = 0; c < dk; c++) kr[c] *= w;
+    }
+    for (int c = 0; c < dk; c++) memset(U + (size_t)c * x.ldv, 0, sizeof(float) * (size_t)x.dvpad);
+    kern->pv(L, dk, x.dvpad, s->kb, x.ldk, s->vb, x.ldv, U, x.ldv);
+}
+
+/* Chain of one state row: on entry u = U_b row, S = S_{b-1} row; on exit u = S_{b-1}, S = mul S + U_b.
+ * Out of line: the same instructions for every row, whichever path calls it. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void la_chain_row(float *restrict u, float *restrict S, int n, float mul) {
+    for (int y = 0; y < n; y++) {
+        const float un = u[y];
+        u[y] = S[y];
+        S[y] = mul * S[y] + un;
+    }
+}
+
+/* Phase 3 of a block: ob += qts Sprev (unless Sprev is zero), store. */
+static void la_phase3(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L,
+                      const float *Sprev, float *ob, la_blk *s) {
+    const la_dims x = la_dims_of(ps);
+    if (Sprev) kern->pv(ps->dk, L, x.dvpad, s->qts, x.ldb, Sprev, x.ldv, ob, x.ldv);
+    la_store(ps, b, h, b0, L, ob, x.ldv, s->tmp);
+}
+
+static void la_seed(const la_pass *ps, int64_t b, int64_t h, float *S) {
+    const la_dims x = la_dims_of(ps);
+    for (int r = 0; r < ps->dk; r++) {
+        float *row = S + (size_t)r * x.ldv;
+        memset(row, 0, sizeof(float) * (size_t)x.dvpad);
+        if (ps->s_in.data)
+            for (int y = 0; y < ps->dv; y++)
+                row[y] = ((const float *)ps->s_in.data)[b * ps->s_in.stride[0] + h * ps->s_in.stride[1] + r * ps->s_in.stride[2] +
+                                                        y * ps->s_in.stride[3]];
+    }
+}
+
+static void la_final(const la_pass *ps, int64_t b, int64_t h, const float *S, int empty) {
+    const la_dims x = la_dims_of(ps);
+    if (!ps->s_out.data) return;
+    /* with a shifted seed and no rows the state is the seed itself (lambda^n seed, n = 0) */
+    const float mul = ps->s_out_lambda && !(empty && ps->shift) ? (float)exp(la_log_lambda(ps, h)) : 1.0f;
+    for (int r = 0; r < ps->dk; r++)
+        for (int y = 0; y < ps->dv; y++)
+            ((float *)ps->s_out.data)[b * ps->s_out.stride[0] + h * ps->s_out.stride[1] + r * ps->s_out.stride[2] +
+                                      y * ps->s_out.stride[3]] = mul * S[(size_t)r * x.ldv + y];
+}
+
+/* One (sequence, head), start to finish, on one thread. */
+static void la_pair_seq(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, la_blk *s) {
+    const la_dims x = la_dims_of(ps);
+    const int64_t n = ak__la_len(ps->p, b);
+    const int blk = ps->p->blk;
+    la_powers(ps, h, s->pw);
+    la_seed(ps, b, h, s->S);
+    for (int64_t b0 = 0; b0 < n; b0 += blk) {
+        const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
+        la_phase1(ps, kern, b, h, b0, L, e0, s, s->U, s->ob);
+        const float mul = s->pw[L - 1 + e0];
+        for (int r = 0; r < ps->dk; r++) la_chain_row(s->U + (size_t)r * x.ldv, s->S + (size_t)r * x.ldv, x.dvpad, mul);
+        la_phase3(ps, kern, b, h, b0, L, b0 == 0 && !ps->s_in.data ? NULL : s->U, s->ob, s);
+    }
+    la_final(ps, b, h, s->S, n == 0);
+}
+
+/* window of the 3-phase form: blocks per window */
+static int la_window(const la_pass *ps, int nt) {
+    const la_dims x = la_dims_of(ps);
+    const size_t per = ((size_t)ps->dk + (size_t)ps->p->blk) * (size_t)x.ldv * sizeof(float);
+    int w = 8 * nt;
+    while (w > nt && (size_t)w * per > ((size_t)32 << 20)) w /= 2;
+    return w;
+}
+
+ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
+    const ak_laproblem *p = ps->p;
     const int64_t pairs = (int64_t)p->B * p->H;
     const ak_fwd_kernels *kern = ak__kernel_for(ctx->isa);
-    size_t need = recurrent ? la_scratch_floats(p, 1) : la_kscratch_floats(p);
-    const size_t per = (need + 15) / 16 * 16;
+    const la_dims x = la_dims_of(ps);
+    const int nt = ctx->n_threads > 0 ? ctx->n_threads : 1;
+    /* the first (pairs / nt) * nt pairs one per thread, the rest with all threads each */
+    const int64_t seq_pairs = nt > 1 ? pairs / nt * nt : pairs;
+    const int W = la_window(ps, nt);
+    const size_t per = la_blk_floats(ps, 1);
+    const size_t wfl = (size_t)W * ((size_t)ps->dk + (size_t)p->blk) * (size_t)x.ldv + (size_t)ps->dk * (size_t)x.ldv + 64;
+    float *ws = (float *)ak__alloc(ctx, sizeof(float) * (per * (size_t)nt + (seq_pairs < pairs ? wfl : 0)));
+    if (!ws)
+        return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "linear attention scratch (%zu floats per thread, block %d)", per, p->blk);
+    float *win = ws + per * (size_t)nt;
+#ifdef AK_USE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef AK_USE_OPENMP
+        const int tid = omp_get_thread_num();
+#else
+        const int tid = 0;
+#endif
+        la_blk s = la_blk_carve(ps, ws + per * (size_t)tid, 1);
+#ifdef AK_USE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t xq = 0; xq < seq_pairs; xq++) la_pair_seq(ps, kern, xq / p->H, xq % p->H, &s);
+        /* 3-phase: per window of W blocks, phase 1 over the blocks, the state chain over state rows,
+         * phase 3 over the blocks (U slots then hold S_{b-1}) */
+        float *Sg = win, *Uw = Sg + (size_t)ps->dk * x.ldv, *Ow = Uw + (size_t)W * ps->dk * x.ldv;
+        for (int64_t xq = seq_pairs; xq < pairs; xq++) {
+            const int64_t b = xq / p->H, h = xq % p->H, n = ak__la_len(p, b);
+            const int blk = p->blk;
+            const int64_t nb = (n + blk - 1) / blk;
+            la_powers(ps, h, s.pw);
+#ifdef AK_USE_OPENMP
+#pragma omp single
+#endif
+            la_seed(ps, b, h, Sg);
+            for (int64_t w0 = 0; w0 < nb; w0 += W) {
+                const int nw = (int)(nb - w0 < W ? nb - w0 : W);
+#ifdef AK_USE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+                for (int wi = 0; wi < nw; wi++) {
+                    const int64_t b0 = (w0 + wi) * blk;
+                    const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
+                    la_phase1(ps, kern, b, h, b0, L, e0, &s, Uw + (size_t)wi * ps->dk * x.ldv, Ow + (size_t)wi * blk * x.ldv);
+                }
+#ifdef AK_USE_OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (int r = 0; r < ps->dk; r++)
+                    for (int wi = 0; wi < nw; wi++) {
+                        const int64_t b0 = (w0 + wi) * blk;
+                        const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
+                        la_chain_row(Uw + ((size_t)wi * ps->dk + (size_t)r) * x.ldv, Sg + (size_t)r * x.ldv, x.dvpad, s.pw[L - 1 + e0]);
+                    }
+#ifdef AK_USE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+                for (int wi = 0; wi < nw; wi++) {
+                    const int64_t b0 = (w0 + wi) * blk;
+                    const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
+                    la_load_q(ps, kern, b, h, b0, L, e0, &s);
+                    la_phase3(ps, kern, b, h, b0, L, b0 == 0 && !ps->s_in.data ? NULL : Uw + (size_t)wi * ps->dk * x.ldv,
+                              Ow + (size_t)wi * blk * x.ldv, &s);
+                }
+            }
+#ifdef AK_USE_OPENMP
+#pragma omp single
+#endif
+            la_final(ps, b, h, Sg, n == 0);
+        }
+    }
+    ak__free(ctx, ws);
+    return AK_OK;
+}
+
+static la_pass la_forward_pass(const ak_laproblem *p, const ak_la_tensors *t) {
+    la_pass ps;
+    memset(&ps, 0, sizeof ps);
+    ps.p = p;
+    ps.q = &t->q;
+    ps.k = &t->k;
+    ps.v = &t->v;
+    ps.o = &t->o;
+    ps.qmul = p->desc.scale;
+    ps.kmul = ps.vmul = ps.omul = 1.0f;
+    ps.dk = p->d;
+    ps.dv = p->e;
+    if (p->desc.has_initial_state) ps.s_in = t->state_in;
+    if (p->desc.return_final_state) ps.s_out = t->state_out;
+    ps.log_decay = p->desc.has_decay ? &t->log_decay : NULL;
+    return ps;
+}
+
+static ak_status la_recurrent_run(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t) {
+    const int64_t pairs = (int64_t)p->B * p->H;
+    const size_t per = ((size_t)p->d * p->e + 2 * (size_t)p->d + 2 * (size_t)p->e + 2 + 15) / 16 * 16;
     int nt = ctx->n_threads < pairs ? ctx->n_threads : (int)(pairs > 0 ? pairs : 1);
     float *ws = (float *)ak__alloc(ctx, sizeof(float) * per * (size_t)nt);
     if (!ws) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "linear attention scratch (%zu floats per thread)", per);
@@ -214,170 +464,100 @@ ak_status ak__la_run(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tenso
         int tid = 0;
 #endif
         float *mine = ws + per * (size_t)tid;
-        la_scratch s = la_carve(p, mine);
+        la_scratch s;
+        s.S = mine;
+        s.q = s.S + (size_t)p->d * p->e;
+        s.k = s.q + p->d;
+        s.v = s.k + p->d;
+        s.o = s.v + p->e;
 #ifdef AK_USE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-        for (int64_t x = 0; x < pairs; x++) {
-            if (recurrent) recurrent_head(p, t, x / p->H, x % p->H, &s);
-            else chunked_head(p, kern, t, x / p->H, x % p->H, mine);
-        }
+        for (int64_t x = 0; x < pairs; x++) recurrent_head(p, t, x / p->H, x % p->H, &s);
     }
     ak__free(ctx, ws);
     return AK_OK;
 }
 
-/* ---- backward (chunked), per (sequence, head); q' = c q ----
- * forward sweep:  dq_i = c (lambda^(i+1) S g_i + sum_{j<=i} lambda^(i-j) (g_i . v_j) k_j), S rebuilt per block
- * reverse sweep (R = sum over later rows t of lambda^(t - first row of the next block) q'_t g_t^T):
- *   dk_j = lambda^(L-j) R v_j + sum_{i>=j} lambda^(i-j) (g_i . v_j) q'_i
- *   dv_j = lambda^(L-j) R^T k_j + sum_{i>=j} lambda^(i-j) (q'_i . k_j) g_i
- *   R <- lambda^L R + sum_i lambda^i q'_i g_i^T;   d_state_in = lambda R  (+ lambda^n dS_f)
- * A gradient of the final state adds lambda^(n-1-s) dS_f v_s to dk_s and lambda^(n-1-s) dS_f^T k_s to dv_s. */
-
-typedef struct la_bscratch {
-    float *S, *R, *Sf, *q, *k, *v, *g, *out, *pw;
-} la_bscratch;
-
-static size_t la_bscratch_floats(const ak_laproblem *p) {
-    size_t B = (size_t)p->blk, d = (size_t)p->d, e = (size_t)p->e;
-    return 3 * d * e + 2 * B * d + 2 * B * e + B * (d > e ? d : e) + B + 1;
+ak_status ak__la_run(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, int recurrent) {
+    if (recurrent) return la_recurrent_run(ctx, p, t);
+    la_pass ps = la_forward_pass(p, t);
+    return ak__la_pass_run(ctx, &ps);
 }
 
-static la_bscratch la_bcarve(const ak_laproblem *p, float *base) {
-    size_t B = (size_t)p->blk, d = (size_t)p->d, e = (size_t)p->e;
-    la_bscratch s;
-    s.S = base;
-    s.R = s.S + d * e;
-    s.Sf = s.R + d * e;
-    s.q = s.Sf + d * e;
-    s.k = s.q + B * d;
-    s.v = s.k + B * d;
-    s.g = s.v + B * e;
-    s.out = s.g + B * e;
-    s.pw = s.out + B * (d > e ? d : e);
-    return s;
-}
-
-static void load_block(const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *gr, int64_t bi, int64_t h,
-                       int64_t r, int L, la_bscratch *s) {
-    for (int i = 0; i < L; i++) {
-        load_row(&t->q, bi, h, r + i, p->d, p->desc.scale, s->q + (size_t)i * p->d);
-        load_row(&t->k, bi, h, r + i, p->d, 1.0f, s->k + (size_t)i * p->d);
-        load_row(&t->v, bi, h, r + i, p->e, 1.0f, s->v + (size_t)i * p->e);
-        load_row(&gr->d_o, bi, h, r + i, p->e, 1.0f, s->g + (size_t)i * p->e);
-    }
-}
-
-static float dotf(const float *a, const float *b, int n) {
-    float acc = 0.0f;
-    for (int x = 0; x < n; x++) acc += a[x] * b[x];
-    return acc;
-}
-
-static void bwd_head(const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *gr, int64_t b, int64_t h,
-                     la_bscratch *s) {
-    const int d = p->d, e = p->e, blk = p->blk;
-    const int64_t n = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
-    const float c = p->desc.scale;
-    const double ld = p->desc.has_decay ? ((const float *)t->log_decay.data)[h * t->log_decay.stride[0]] : 0.0;
-    for (int m = 0; m <= blk; m++) s->pw[m] = (float)exp(ld * m);
-    if (gr->has_d_state_out) state_io(&gr->d_state_out, b, h, d, e, s->Sf, 0);
-
-    /* forward sweep: dq */
-    if (p->desc.has_initial_state) state_io(&t->state_in, b, h, d, e, s->S, 0);
-    else memset(s->S, 0, sizeof(float) * (size_t)d * e);
-    for (int64_t b0 = 0; b0 < n; b0 += blk) {
-        const int L = (int)(n - b0 < blk ? n - b0 : blk);
-        load_block(p, t, gr, bi, h, r0 + b0, L, s);
-        for (int i = 0; i < L; i++) {
-            float *dq = s->out;
-            const float *gi = s->g + (size_t)i * e;
-            for (int x = 0; x < d; x++) dq[x] = s->pw[i + 1] * dotf(s->S + (size_t)x * e, gi, e);
-            for (int j = 0; j <= i; j++) {
-                float w = s->pw[i - j] * dotf(gi, s->v + (size_t)j * e, e);
-                for (int x = 0; x < d; x++) dq[x] += w * s->k[(size_t)j * d + x];
-            }
-            for (int x = 0; x < d; x++) dq[x] *= c;
-            store_row(&gr->dq, bi, h, r0 + b0 + i, d, dq);
-        }
-        for (size_t z = 0; z < (size_t)d * e; z++) s->S[z] *= s->pw[L];
-        for (int j = 0; j < L; j++)
-            for (int x = 0; x < d; x++) {
-                float kx = s->k[(size_t)j * d + x] * s->pw[L - 1 - j];
-                for (int y = 0; y < e; y++) s->S[(size_t)x * e + y] += kx * s->v[(size_t)j * e + y];
-            }
-    }
-
-    /* reverse sweep: dk, dv */
-    memset(s->R, 0, sizeof(float) * (size_t)d * e);
-    for (int64_t b0 = n > 0 ? (n - 1) / blk * blk : -1; b0 >= 0; b0 -= blk) {
-        const int L = (int)(n - b0 < blk ? n - b0 : blk);
-        load_block(p, t, gr, bi, h, r0 + b0, L, s);
-        for (int j = 0; j < L; j++) {
-            const float *vj = s->v + (size_t)j * e, *kj = s->k + (size_t)j * d;
-            const float wf = gr->has_d_state_out ? (float)exp(ld * (double)(n - 1 - (b0 + j))) : 0.0f;
-            float *dk = s->out;
-            for (int x = 0; x < d; x++) {
-                dk[x] = s->pw[L - j] * dotf(s->R + (size_t)x * e, vj, e);
-                if (gr->has_d_state_out) dk[x] += wf * dotf(s->Sf + (size_t)x * e, vj, e);
-            }
-            for (int i = j; i < L; i++) {
-                float w = s->pw[i - j] * dotf(s->g + (size_t)i * e, vj, e);
-                for (int x = 0; x < d; x++) dk[x] += w * s->q[(size_t)i * d + x];
-            }
-            store_row(&gr->dk, bi, h, r0 + b0 + j, d, dk);
-            float *dv = s->out;
-            for (int y = 0; y < e; y++) {
-                float acc = 0.0f, accf = 0.0f;
-                for (int x = 0; x < d; x++) {
-                    acc += s->R[(size_t)x * e + y] * kj[x];
-                    if (gr->has_d_state_out) accf += s->Sf[(size_t)x * e + y] * kj[x];
-                }
-                dv[y] = s->pw[L - j] * acc + wf * accf;
-            }
-            for (int i = j; i < L; i++) {
-                float w = s->pw[i - j] * dotf(s->q + (size_t)i * d, kj, d);
-                for (int y = 0; y < e; y++) dv[y] += w * s->g[(size_t)i * e + y];
-            }
-            store_row(&gr->dv, bi, h, r0 + b0 + j, e, dv);
-        }
-        for (size_t z = 0; z < (size_t)d * e; z++) s->R[z] *= s->pw[L];
-        for (int i = 0; i < L; i++)
-            for (int x = 0; x < d; x++) {
-                float qx = s->q[(size_t)i * d + x] * s->pw[i];
-                for (int y = 0; y < e; y++) s->R[(size_t)x * e + y] += qx * s->g[(size_t)i * e + y];
-            }
-    }
-    if (p->desc.has_initial_state) {
-        const float lam = s->pw[1], lamn = (float)exp(ld * (double)n);
-        for (size_t z = 0; z < (size_t)d * e; z++)
-            s->S[z] = lam * s->R[z] + (gr->has_d_state_out ? lamn * s->Sf[z] : 0.0f);
-        state_io(&gr->d_state_in, b, h, d, e, s->S, 1);
-    }
+/* ---- backward: three passes of the forward code (q' = c q, g = dO, spec section 1.5) ----
+ *   dq = c * forward(q := g, k := v, v := k; seed S_in^T)                       [o_i = S_i g_i + ...]
+ *   dv = reverse(q := k, k := q', v := g; seed dS_f at row 0)                    [R, the reverse state]
+ *   dk = reverse(q := v, k := g, v := q'; seed dS_f^T at row 0)                  [R^T]
+ * In time-reversed order the anti-causal sums dv_s = sum_{t>=s} lambda^(t-s) (q'_t . k_s) g_t (+ the final
+ * state term lambda^(n-1-s) dS_f^T k_s) are a causal linear attention whose seed sits at row 0; its final
+ * state is sum_t lambda^t q'_t g_t^T + lambda^(n-1) dS_f, and d_state_in = lambda times it. */
+static ak_tensor la_transposed(const ak_tensor *t) {
+    ak_tensor r = *t;
+    r.shape[2] = t->shape[3];
+    r.shape[3] = t->shape[2];
+    r.stride[2] = t->stride[3];
+    r.stride[3] = t->stride[2];
+    return r;
 }
 
 ak_status ak__la_bwd(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *g) {
-    const int64_t pairs = (int64_t)p->B * p->H;
-    const size_t per = (la_bscratch_floats(p) + 15) / 16 * 16;
-    int nt = ctx->n_threads < pairs ? ctx->n_threads : (int)(pairs > 0 ? pairs : 1);
-    float *ws = (float *)ak__alloc(ctx, sizeof(float) * per * (size_t)nt);
-    if (!ws) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "linear attention backward scratch (%zu floats per thread)", per);
-#ifdef AK_USE_OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-    {
-#ifdef AK_USE_OPENMP
-        int tid = omp_get_thread_num();
-#else
-        int tid = 0;
-#endif
-        la_bscratch s = la_bcarve(p, ws + per * (size_t)tid);
-#ifdef AK_USE_OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-        for (int64_t x = 0; x < pairs; x++) bwd_head(p, t, g, x / p->H, x % p->H, &s);
+    const float c = p->desc.scale;
+    const ak_tensor *ld = p->desc.has_decay ? &t->log_decay : NULL;
+    la_pass dq, dv, dk;
+    memset(&dq, 0, sizeof dq);
+    dq.p = p;
+    dq.q = &g->d_o;
+    dq.k = &t->v;
+    dq.v = &t->k;
+    dq.o = &g->dq;
+    dq.qmul = dq.kmul = dq.vmul = 1.0f;
+    dq.omul = c;
+    dq.dk = p->e;
+    dq.dv = p->d;
+    if (p->desc.has_initial_state) dq.s_in = la_transposed(&t->state_in);
+    dq.log_decay = ld;
+
+    memset(&dv, 0, sizeof dv);
+    dv.p = p;
+    dv.q = &t->k;
+    dv.k = &t->q;
+    dv.v = &g->d_o;
+    dv.o = &g->dv;
+    dv.qmul = dv.vmul = dv.omul = 1.0f;
+    dv.kmul = c;
+    dv.dk = p->d;
+    dv.dv = p->e;
+    dv.reverse = 1;
+    if (g->has_d_state_out) {
+        dv.s_in = g->d_state_out;
+        dv.shift = 1;
     }
-    ak__free(ctx, ws);
-    return AK_OK;
+    if (p->desc.has_initial_state) {
+        dv.s_out = g->d_state_in;
+        dv.s_out_lambda = 1;
+    }
+    dv.log_decay = ld;
+
+    memset(&dk, 0, sizeof dk);
+    dk.p = p;
+    dk.q = &t->v;
+    dk.k = &g->d_o;
+    dk.v = &t->q;
+    dk.o = &g->dk;
+    dk.qmul = dk.kmul = dk.omul = 1.0f;
+    dk.vmul = c;
+    dk.dk = p->e;
+    dk.dv = p->d;
+    dk.reverse = 1;
+    if (g->has_d_state_out) {
+        dk.s_in = la_transposed(&g->d_state_out);
+        dk.shift = 1;
+    }
+    dk.log_decay = ld;
+
+    ak_status st = ak__la_pass_run(ctx, &dq);
+    if (st == AK_OK) st = ak__la_pass_run(ctx, &dv);
+    if (st == AK_OK) st = ak__la_pass_run(ctx, &dk);
+    return st;
 }
