@@ -576,8 +576,21 @@ AK_API ak_status ak_la_log_decay(ak_ctx *ctx, ak_la_decay_mode mode, int32_t num
  * Shapes: Q, K [B][H][T][d], V, O [B][H][T][e] (any strides; ragged: cu_seqlens, tensors [1][H][total][.],
  * the state restarts at every sequence), log_decay [H] f32 (finite, <= 0, iff has_decay; otherwise lambda = 1),
  * state_in / state_out [B][H][d][e] f32 (iff has_initial_state / return_final_state; state_out = the
- * state after the sequence's last token; it may be the very same view as state_in).
+ * state after the sequence's last token; it may be the very same view as state_in). Ragged: packed rows
+ * past cu_seqlens[batch] are padding, their output rows are written as zeros.
  */
+/**
+ * Output normalization (TNL's NormAttention, spec: over all heads of a token, no learnable gain):
+ *   x = the linear-attention output above, per token (b, t) all H heads together (N = H e values):
+ *   AK_LA_NORM_SRMS: o[b][h][t][.] = x[b][h][t][.] / sqrt(mean_{h', y} x[b][h'][t][y]^2 + norm_eps)
+ * then, iff has_gate, times gate[b][h][t][.] (TNL: O = SRMSNorm(lightning(Q, K, V)) (.) U). The state is
+ * not affected. x is kept in fp32 (a temporary [B][H][T][e] f32 buffer when o is not f32).
+ */
+typedef enum ak_la_norm {
+    AK_LA_NORM_NONE = 0,
+    AK_LA_NORM_SRMS = 1
+} ak_la_norm;
+
 typedef struct ak_la_desc {
     size_t size;                 /* = sizeof(ak_la_desc), set by ak_la_desc_init */
     int32_t batch;               /* B >= 1 (number of sequences when ragged) */
@@ -591,8 +604,11 @@ typedef struct ak_la_desc {
     int32_t has_decay;           /* 0: lambda = 1 */
     int32_t has_initial_state;
     int32_t return_final_state;
-    int32_t block;               /* block length of the chunked form; 0 = auto (64) */
+    int32_t block;               /* block length of the chunked form; 0 = auto (64); at most 4096 */
     const int32_t *cu_seqlens;   /* NULL or int32 [batch+1] */
+    int32_t norm;                /* ak_la_norm: output normalization (default AK_LA_NORM_NONE) */
+    float norm_eps;              /* > 0, finite; default 1e-6 */
+    int32_t has_gate;            /* multiply the (normalized) output by tensors.gate */
 } ak_la_desc;
 
 AK_API void ak_la_desc_init(ak_la_desc *desc);
@@ -603,6 +619,7 @@ typedef struct ak_la_tensors {
     ak_tensor log_decay;         /* [H] f32 */
     ak_tensor state_in;          /* [B][H][d][e] f32 */
     ak_tensor state_out;         /* [B][H][d][e] f32 */
+    ak_tensor gate;              /* [B][H][T][e], dtype_qkv, iff has_gate */
 } ak_la_tensors;
 
 AK_API void ak_la_tensors_init(ak_la_tensors *t);
@@ -621,7 +638,9 @@ AK_API ak_status ak_la_forward_ref(ak_ctx *ctx, const ak_la_desc *desc, const ak
  * dv [B][H][T][e] (f32/bf16/f16; f64 for the reference) and, iff desc.has_initial_state, d_state_in
  * [B][H][d][e] f32. The forward tensors (q, k, v, log_decay, state_in) come from ak_la_tensors; o and
  * state_out are not needed. No gradient for the decay (fixed, as in TNL). Same shapes, ragged rules and
- * padding (padding rows of dq/dk/dv are zeroed) as the forward.
+ * padding (padding rows of dq/dk/dv/d_gate are zeroed) as the forward. With a norm or a gate, d_o is the
+ * gradient of the final (normalized, gated) output; the pre-norm output is recomputed (one more forward):
+ * SRMS backward dx = r (dy - y mean(y . dy)), y = x r; d_gate = d_o . (normalized x).
  */
 typedef struct ak_la_grads {
     size_t size;                 /* = sizeof(ak_la_grads), set by ak_la_grads_init */
@@ -630,6 +649,7 @@ typedef struct ak_la_grads {
     ak_tensor d_state_out;
     ak_tensor dq, dk, dv;
     ak_tensor d_state_in;
+    ak_tensor d_gate;            /* [B][H][T][e] (f32/bf16/f16; f64 for the reference), iff desc.has_gate */
 } ak_la_grads;
 
 AK_API void ak_la_grads_init(ak_la_grads *g);

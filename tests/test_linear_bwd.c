@@ -866,7 +866,7 @@ static void group_threads(void) {
         CHECK(0, "ak_ctx_create failed");
         return;
     }
-    for (int cs = 0; cs < 4; cs++) {
+    for (int cs = 0; cs < 6; cs++) {
         rng r = rng_seed(0x7A7A00u + (uint64_t)cs);
         lb_spec s;
         spec_default(&s);
@@ -889,6 +889,16 @@ static void group_threads(void) {
             s.lens[0] = 20, s.lens[1] = 0, s.lens[2] = 45;
             s.pad = 3;
         }
+        if (cs >= 4) { /* many blocks: the 3-phase form over several windows (one head; three heads on 2 threads) */
+            s.B = 1;
+            s.H = cs == 4 ? 1 : 3;
+            s.T = cs == 4 ? 600 : 301;
+            s.block = cs == 4 ? 4 : 5;
+            s.d = 13;
+            s.e = 7;
+            s.lam[0] = 0.97, s.lam[1] = 0.5, s.lam[2] = 1.0;
+            s.init = s.dso = 1;
+        }
         lb_case c;
         if (lb_create(&c, &s, &r)) continue;
         char tag[512], t2[360];
@@ -896,28 +906,51 @@ static void group_threads(void) {
         snprintf(tag, sizeof tag, "threads case %d [%s]", cs, t2);
         static const tlayout lay[4] = {LAY_PADDED, LAY_PERMUTED, LAY_BSHD, LAY_CONTIG};
         ak_dtype odt[3] = {AK_F32, cs == 1 ? AK_BF16 : AK_F32, cs == 2 ? AK_F16 : AK_F32};
-        lb_out o[3];
+        lb_out o[4];
         ak_la_desc d = lb_desc(&c);
         ak_la_tensors t = lb_tensors(&c);
+        static const int nts[4] = {1, 2, 3, 7};
         int made = 0;
-        for (int nt = 1; nt <= 3; nt++) {
-            rng rl = rng_seed(99); /* same strides for the three runs */
-            if (lb_out_make(&o[nt - 1], &c, odt, lay, &rl)) break;
+        for (int k = 0; k < 4; k++) {
+            rng rl = rng_seed(99); /* same strides for every run */
+            if (lb_out_make(&o[k], &c, odt, lay, &rl)) break;
             made++;
-            ak_la_grads g = lb_grads(&c, &o[nt - 1]);
-            CHECK_STATUS(ak_ctx_set_num_threads(ctx, nt), AK_OK);
+            ak_la_grads g = lb_grads(&c, &o[k]);
+            CHECK_STATUS(ak_ctx_set_num_threads(ctx, nts[k]), AK_OK);
             CHECK_STATUS(ak_la_backward(ctx, &d, &t, &g), AK_OK);
         }
         for (int k = 1; k < made; k++)
             CHECK(tbuf_same_bytes(&o[0].dq, &o[k].dq) && tbuf_same_bytes(&o[0].dk, &o[k].dk) &&
                       tbuf_same_bytes(&o[0].dv, &o[k].dv) && tbuf_same_bytes(&o[0].dsi, &o[k].dsi),
-                  "%s: %d threads differ from 1 thread", tag, k + 1);
-        if (made == 3) {
+                  "%s: %d threads differ from 1 thread", tag, nts[k]);
+        if (cs >= 4) { /* the forward too: o and the final state, same bytes for 1, 2, 3, 7 threads */
+            const int64_t no = (int64_t)s.B * s.H * s.T * s.e, ns = (int64_t)s.B * s.H * s.d * s.e;
+            float *fo[4], *fs[4];
+            for (int k = 0; k < 4; k++) {
+                fo[k] = (float *)malloc(sizeof(float) * (size_t)(no + ns));
+                fs[k] = fo[k] ? fo[k] + no : NULL;
+                if (!fo[k]) continue;
+                for (int64_t z = 0; z < no + ns; z++) fo[k][z] = NAN;
+                ak_la_desc df = d;
+                df.return_final_state = 1;
+                ak_la_tensors tf = t;
+                tf.o = ak_tensor_4d(fo[k], AK_F32, s.B, s.H, s.T, s.e);
+                tf.state_out = ak_tensor_4d(fs[k], AK_F32, s.B, s.H, s.d, s.e);
+                CHECK_STATUS(ak_ctx_set_num_threads(ctx, nts[k]), AK_OK);
+                CHECK_STATUS(ak_la_forward(ctx, &df, &tf), AK_OK);
+            }
+            for (int k = 1; k < 4; k++)
+                if (fo[0] && fo[k])
+                    CHECK(memcmp(fo[0], fo[k], sizeof(float) * (size_t)(no + ns)) == 0,
+                          "%s: forward on %d threads differs from 1 thread", tag, nts[k]);
+            for (int k = 0; k < 4; k++) free(fo[k]);
+        }
+        if (made >= 3) {
             for (int w = 0; w < 3 + s.init; w++)
                 check_grad(&c, w, w == 0 ? &o[0].dq : w == 1 ? &o[0].dk : w == 2 ? &o[0].dv : &o[0].dsi, NULL, NULL, NULL, tag);
         }
         /* batch composition: each sequence alone (dense B = 1, same values) gives the same bytes */
-        if (s.ragged && made == 3) {
+        if (s.ragged && made >= 3) {
             CHECK_STATUS(ak_ctx_set_num_threads(ctx, 2), AK_OK);
             for (int b = 0; b < s.B; b++) {
                 lb_spec s1 = s;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #define AK_LA_DEFAULT_BLOCK 64
+#define AK_LA_MAX_BLOCK 4096
 
 void ak_la_desc_init(ak_la_desc *d) {
     if (!d) return;
@@ -13,6 +14,8 @@ void ak_la_desc_init(ak_la_desc *d) {
     d->num_heads = 1;
     d->dtype_qkv = d->dtype_o = AK_F32;
     d->scale = 1.0f;
+    d->norm = AK_LA_NORM_NONE;
+    d->norm_eps = 1e-6f;
 }
 
 void ak_la_tensors_init(ak_la_tensors *t) {
@@ -83,6 +86,12 @@ static ak_status la_init(const ak_ctx *ctx, const ak_la_desc *d, int allow_f64, 
         return ak__fail(ctx, AK_ERR_UNSUPPORTED_DTYPE, "dtype_o = %d: must be f32, bf16 or f16", (int)d->dtype_o);
     if (!isfinite(d->scale)) return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "scale = %g, must be finite", (double)d->scale);
     if (d->block < 0) return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "block = %d, must be >= 0 (0 = auto)", d->block);
+    if (d->norm != AK_LA_NORM_NONE && d->norm != AK_LA_NORM_SRMS)
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "norm = %d is not an ak_la_norm", (int)d->norm);
+    if (d->norm == AK_LA_NORM_SRMS && !(d->norm_eps > 0.0f && isfinite(d->norm_eps)))
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "norm_eps = %g, must be finite and > 0", (double)d->norm_eps);
+    if (d->has_gate != 0 && d->has_gate != 1)
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "has_gate = %d, must be 0 or 1", d->has_gate);
     p->desc = *d;
     p->desc.cu_seqlens = NULL;
     p->B = d->batch;
@@ -106,6 +115,11 @@ static ak_status la_init(const ak_ctx *ctx, const ak_la_desc *d, int allow_f64, 
         if (!p->cu) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "cu_seqlens copy");
         memcpy(p->cu, cu, sizeof(int32_t) * ((size_t)p->B + 1));
         p->total = cu[p->B];
+    }
+    if (p->blk > AK_LA_MAX_BLOCK) {
+        la_free(ctx, p);
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "block = %d (after capping at the longest sequence), must be <= %d",
+                        p->blk, AK_LA_MAX_BLOCK);
     }
     return AK_OK;
 }
@@ -159,11 +173,12 @@ static ak_status la_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_
         }
     }
     if (d->has_initial_state && (st = check_t(ctx, "state_in", &t->state_in, 4, ss, 0, 0, AK_F32, 1))) return st;
+    if (d->has_gate && (st = check_t(ctx, "gate", &t->gate, 4, vs, 0, 0, d->dtype_qkv, 0))) return st;
     if (!fwd) return AK_OK;
     if (d->return_final_state && (st = check_t(ctx, "state_out", &t->state_out, 4, ss, 1, 0, AK_F32, 1))) return st;
-    const ak_tensor *ins[5] = {&t->q, &t->k, &t->v, d->has_decay ? &t->log_decay : NULL,
-                               d->has_initial_state ? &t->state_in : NULL};
-    for (int i = 0; i < 5; i++) {
+    const ak_tensor *ins[6] = {&t->q, &t->k, &t->v, d->has_decay ? &t->log_decay : NULL,
+                               d->has_initial_state ? &t->state_in : NULL, d->has_gate ? &t->gate : NULL};
+    for (int i = 0; i < 6; i++) {
         if (!ins[i]) continue;
         if (ak__ranges_overlap(&t->o, ins[i])) return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "o overlaps an input");
         if (d->return_final_state && ak__ranges_overlap(&t->state_out, ins[i]) &&
@@ -173,6 +188,43 @@ static ak_status la_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_
     if (d->return_final_state && ak__ranges_overlap(&t->state_out, &t->o))
         return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "state_out overlaps o");
     return AK_OK;
+}
+
+/* A contiguous [n0][H][n2][e] buffer of dtype xt for the pre-norm output x (freed by the caller). */
+static ak_status la_xbuf(const ak_ctx *ctx, const ak_laproblem *p, const ak_tensor *like, ak_dtype xt, ak_tensor *x) {
+    memset(x, 0, sizeof *x);
+    x->dtype = xt;
+    x->ndim = 4;
+    x->shape[0] = like->shape[0];
+    x->shape[1] = p->H;
+    x->shape[2] = like->shape[2];
+    x->shape[3] = p->e;
+    x->stride[3] = 1;
+    x->stride[2] = p->e;
+    x->stride[1] = x->shape[2] * p->e;
+    x->stride[0] = p->H * x->stride[1];
+    const size_t n = (size_t)x->shape[0] * (size_t)x->stride[0];
+    x->data = ak__alloc(ctx, (n ? n : 1) * ak_dtype_size(xt));
+    if (!x->data) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "linear attention: pre-norm output buffer (%zu values)", n);
+    return AK_OK;
+}
+
+/* The forward, with the norm / gate applied to an fp32 (reference: f64) pre-norm output. */
+static ak_status la_forward_run(ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, int form) {
+    const int ref = form == 2 || ctx->force_ref;
+    if (p->desc.norm == AK_LA_NORM_NONE && !p->desc.has_gate) return ref ? ak__la_ref(ctx, p, t) : ak__la_run(ctx, p, t, form);
+    const ak_dtype xt = ref ? AK_F64 : AK_F32;
+    ak_la_tensors t2 = *t;
+    ak_tensor xb;
+    ak_status st = AK_OK;
+    int own = t->o.dtype != xt;
+    if (own && (st = la_xbuf(ctx, p, &t->o, xt, &xb)) != AK_OK) return st;
+    if (own) t2.o = xb;
+    st = ref ? ak__la_ref(ctx, p, &t2) : ak__la_run(ctx, p, &t2, form);
+    const ak_tensor *gate = p->desc.has_gate ? &t->gate : NULL;
+    if (st == AK_OK) st = ref ? ak__la_norm_fwd_ref(p, &t2.o, gate, &t->o) : ak__la_norm_fwd(ctx, p, &t2.o, gate, &t->o);
+    if (own) ak__free(ctx, xb.data);
+    return st;
 }
 
 static ak_status la_entry(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t, int form /* 0, 1, 2 = ref */) {
@@ -189,7 +241,7 @@ static ak_status la_entry(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tenso
                 for (int64_t i = p.total; i < t->o.shape[2]; i++)
                     for (int64_t c = 0; c < p.e; c++)
                         ak__store(t->o.data, t->o.dtype, h * t->o.stride[1] + i * t->o.stride[2] + c * t->o.stride[3], 0.0);
-        st = form == 2 || ctx->force_ref ? ak__la_ref(ctx, &p, t) : ak__la_run(ctx, &p, t, form);
+        st = la_forward_run(ctx, &p, t, form);
     }
     la_free(ctx, &p);
     return st;
@@ -223,19 +275,44 @@ static ak_status grads_check(const ak_ctx *ctx, const ak_laproblem *p, const ak_
         (st = check_t(ctx, "dv", &g->dv, 4, vs, 1, allow_f64, g->dv.dtype, 0)))
         return st;
     if (p->desc.has_initial_state && (st = check_t(ctx, "d_state_in", &g->d_state_in, 4, ss, 1, 0, AK_F32, 1))) return st;
-    const ak_tensor *ins[7] = {&t->q, &t->k, &t->v, &g->d_o, p->desc.has_decay ? &t->log_decay : NULL,
-                               p->desc.has_initial_state ? &t->state_in : NULL, g->has_d_state_out ? &g->d_state_out : NULL};
-    const ak_tensor *outs[4] = {&g->dq, &g->dk, &g->dv, p->desc.has_initial_state ? &g->d_state_in : NULL};
-    for (int i = 0; i < 4; i++) {
+    if (p->desc.has_gate && (st = check_t(ctx, "d_gate", &g->d_gate, 4, vs, 1, allow_f64, g->d_gate.dtype, 0))) return st;
+    const ak_tensor *ins[8] = {&t->q, &t->k, &t->v, &g->d_o, p->desc.has_decay ? &t->log_decay : NULL,
+                               p->desc.has_initial_state ? &t->state_in : NULL, g->has_d_state_out ? &g->d_state_out : NULL,
+                               p->desc.has_gate ? &t->gate : NULL};
+    const ak_tensor *outs[5] = {&g->dq, &g->dk, &g->dv, p->desc.has_initial_state ? &g->d_state_in : NULL,
+                                p->desc.has_gate ? &g->d_gate : NULL};
+    for (int i = 0; i < 5; i++) {
         if (!outs[i]) continue;
-        for (int j = 0; j < 7; j++)
+        for (int j = 0; j < 8; j++)
             if (ins[j] && ak__ranges_overlap(outs[i], ins[j]))
                 return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "a gradient output overlaps an input");
-        for (int j = i + 1; j < 4; j++)
+        for (int j = i + 1; j < 5; j++)
             if (outs[j] && ak__ranges_overlap(outs[i], outs[j]))
                 return ak__fail(ctx, AK_ERR_OUTPUT_OVERLAP, "two gradient outputs overlap");
     }
     return AK_OK;
+}
+
+/* The backward; with a norm or gate: recompute the pre-norm output x, turn d_o into dx, then the plain backward. */
+static ak_status la_backward_run(ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *g, int ref) {
+    if (p->desc.norm == AK_LA_NORM_NONE && !p->desc.has_gate) return ref ? ak__la_bwd_ref(ctx, p, t, g) : ak__la_bwd(ctx, p, t, g);
+    ak_tensor xb;
+    ak_status st = la_xbuf(ctx, p, &t->q, ref ? AK_F64 : AK_F32, &xb);
+    if (st != AK_OK) return st;
+    ak_laproblem p2 = *p;
+    p2.desc.return_final_state = 0;
+    ak_la_tensors t2 = *t;
+    t2.o = xb;
+    st = ref ? ak__la_ref(ctx, &p2, &t2) : ak__la_run(ctx, &p2, &t2, 0);
+    const ak_tensor *gate = p->desc.has_gate ? &t->gate : NULL, *dgate = p->desc.has_gate ? &g->d_gate : NULL;
+    if (st == AK_OK) st = ref ? ak__la_norm_bwd_ref(p, &xb, gate, &g->d_o, dgate) : ak__la_norm_bwd(ctx, p, &xb, gate, &g->d_o, dgate);
+    if (st == AK_OK) {
+        ak_la_grads g2 = *g;
+        g2.d_o = xb;
+        st = ref ? ak__la_bwd_ref(ctx, p, t, &g2) : ak__la_bwd(ctx, p, t, &g2);
+    }
+    ak__free(ctx, xb.data);
+    return st;
 }
 
 static ak_status la_bwd_entry(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t, const ak_la_grads *g, int ref) {
@@ -248,12 +325,12 @@ static ak_status la_bwd_entry(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_t
         if (p.cu) /* padding rows of the gradients */
             for (int64_t h = 0; h < p.H; h++)
                 for (int64_t i = p.total; i < t->q.shape[2]; i++) {
-                    const ak_tensor *o3[3] = {&g->dq, &g->dk, &g->dv};
-                    for (int w = 0; w < 3; w++)
+                    const ak_tensor *o3[4] = {&g->dq, &g->dk, &g->dv, &g->d_gate};
+                    for (int w = 0; w < (p.desc.has_gate ? 4 : 3); w++)
                         for (int64_t c = 0; c < o3[w]->shape[3]; c++)
                             ak__store(o3[w]->data, o3[w]->dtype, h * o3[w]->stride[1] + i * o3[w]->stride[2] + c * o3[w]->stride[3], 0.0);
                 }
-        st = ref || ctx->force_ref ? ak__la_bwd_ref(ctx, &p, t, g) : ak__la_bwd(ctx, &p, t, g);
+        st = la_backward_run(ctx, &p, t, g, ref || ctx->force_ref);
     }
     la_free(ctx, &p);
     return st;

@@ -87,18 +87,18 @@ static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_
  * runs as three passes of the same code (see ak__la_bwd). For each (sequence, head), rows read in order
  * (or in reverse order), block by block (L rows starting at b0, state S = after row b0 - 1):
  *   intra  O_b  = [(Q_b K_b^T) . M] V_b          M[i][j] = lambda^(i-j) for j <= i, else 0
- *   local  U_b  = sum_j lambda^(L-1-j) k_j v_j^T
  *   inter  O_b += diag(lambda^(i+e0)) Q_b S_{b-1}     (skipped while S is known to be zero)
- *   chain  S_b  = lambda^(L-1+e0) S_{b-1} + U_b
+ *   state  S_b  = lambda^(L-1+e0) S_{b-1} + sum_j lambda^(L-1-j) k_j v_j^T
  * e0 = 1, except for the first block of a pass whose seed state sits *at* row 0 (shift: the backward's
  * d_state_out seed, never divided by lambda). Every product runs on the dense kernel's f32 micro-kernels:
- *   qk:  st[j][i] = k_j . q_i             (Q^T packed, the block's rows on the lanes)
- *   pv:  ob[i][.] += sum_j st[j][i] v_j   (O row-major: the value columns on the lanes)
- *   pv:  ob[i][.] += sum_x qts[x][i] S[x][.],   U[x][.] += sum_j k'_j[x] v_j
- * The arithmetic of a block does not depend on which thread runs it, nor on whether the blocks of one
- * head run one after another (many heads: one head per thread) or phase by phase with all threads on
- * one head (few heads: 3-phase block-parallel, spec section 1.4): results are bitwise identical for
- * every thread count.
+ *   qk:  st[j][i] = k_j . q_i                           (Q^T by tpose2, the block's rows on the lanes)
+ *   pvb: ob[i][.] = sum_j st[j][i] v_j                  (O row-major: the value columns on the lanes)
+ *   pv:  ob[i][.] += sum_x qts[x][i] S[x][.]
+ *   pvb: S[x][.] = beta S[x][.] + sum_j k'_j[x] v_j      (beta = lambda^(L-1+e0), or 0 before any state)
+ * The arithmetic of every output and state element does not depend on which thread computes it, nor on
+ * whether the blocks of one head run one after another (many heads: one head per thread) or phase by
+ * phase with all threads on one head (few heads: the 3-phase block-parallel form of spec section 1.4,
+ * the state update split by state rows): results are bitwise identical for every thread count.
  * ------------------------------------------------------------------------------------------------- */
 
 typedef struct la_pass {
@@ -130,43 +130,37 @@ static la_dims la_dims_of(const la_pass *ps) {
     return x;
 }
 
-/* per-thread block scratch: qrow [blk][ldk], qt, qts [dk][ldb], kb [blk][ldk], vb [blk][ldv], st [blk][ldb],
- * pw [bpad + 2], plus (one head per thread) S, U [dk][ldv], ob [blk][ldv] */
+/* per-thread scratch: qrow [blk][ldk], qt, qts [dk][ldb], st [blk][ldb], pw [bpad + 32], tmp [ldv], row
+ * pointers, and (one head per thread) kb [blk][ldk], vb, ob [blk][ldv], S [dk][ldv] */
 typedef struct la_blk {
-    float *qrow, *qt, *qts, *kb, *vb, *st, *pw, *tmp, *S, *U, *ob;
+    float *qrow, *qt, *qts, *st, *pw, *tmp, *kb, *vb, *ob, *S;
     const void **rows;
 } la_blk;
 
-static size_t la_blk_floats(const la_pass *ps, int with_state) {
+static size_t la_blk_floats(const la_pass *ps) {
     la_dims x = la_dims_of(ps);
     size_t B = (size_t)ps->p->blk, dk = (size_t)ps->dk;
-    size_t n = 2 * B * (size_t)x.ldk + 2 * dk * (size_t)x.ldb + B * (size_t)x.ldv + B * (size_t)x.ldb + (size_t)x.bpad + 32 + (size_t)x.ldv;
-    if (with_state) n += 2 * dk * (size_t)x.ldv + B * (size_t)x.ldv;
+    size_t n = B * (size_t)x.ldk + 2 * dk * (size_t)x.ldb + B * (size_t)x.ldb + (size_t)x.bpad + 32 + (size_t)x.ldv;
+    n += B * (size_t)x.ldk + 2 * B * (size_t)x.ldv + dk * (size_t)x.ldv;
     n += (B * sizeof(void *) + sizeof(float) - 1) / sizeof(float) + 16; /* row pointers */
     return (n + 15) / 16 * 16;
 }
 
-static la_blk la_blk_carve(const la_pass *ps, float *base, int with_state) {
+static la_blk la_blk_carve(const la_pass *ps, float *base) {
     la_dims x = la_dims_of(ps);
     size_t B = (size_t)ps->p->blk, dk = (size_t)ps->dk;
     la_blk s;
     s.qrow = base;
     s.qt = s.qrow + B * (size_t)x.ldk;
     s.qts = s.qt + dk * (size_t)x.ldb;
-    s.kb = s.qts + dk * (size_t)x.ldb;
-    s.vb = s.kb + B * (size_t)x.ldk;
-    s.st = s.vb + B * (size_t)x.ldv;
+    s.st = s.qts + dk * (size_t)x.ldb;
     s.pw = s.st + B * (size_t)x.ldb;
     s.tmp = s.pw + x.bpad + 32;
-    float *nx = s.tmp + x.ldv;
-    s.S = s.U = s.ob = NULL;
-    if (with_state) {
-        s.S = nx;
-        s.U = s.S + dk * (size_t)x.ldv;
-        s.ob = s.U + dk * (size_t)x.ldv;
-        nx = s.ob + B * (size_t)x.ldv;
-    }
-    s.rows = (const void **)(void *)nx;
+    s.kb = s.tmp + x.ldv;
+    s.vb = s.kb + B * (size_t)x.ldk;
+    s.ob = s.vb + B * (size_t)x.ldv;
+    s.S = s.ob + B * (size_t)x.ldv;
+    s.rows = (const void **)(void *)(s.S + dk * (size_t)x.ldv);
     return s;
 }
 
@@ -208,6 +202,25 @@ static void la_load(const la_pass *ps, const ak_fwd_kernels *kern, const ak_tens
         }
 }
 
+/* Prefetch rows i0 .. i0+L-1 (pass order) of a role view into the cache (the next block's inputs, fetched
+ * from memory while this block computes). */
+static void la_prefetch(const la_pass *ps, const ak_tensor *t, int64_t b, int64_t h, int64_t i0, int L, int n) {
+#if defined(__GNUC__)
+    const ak_laproblem *p = ps->p;
+    const int64_t len = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
+    const size_t es = ak_dtype_size(t->dtype), bytes = (size_t)n * es;
+    if (t->stride[3] != 1) return;
+    if (i0 + L > len) L = (int)(len - i0);
+    for (int i = 0; i < L; i++) {
+        int64_t r = r0 + (ps->reverse ? len - 1 - (i0 + i) : i0 + i);
+        const char *row = (const char *)t->data + (size_t)(bi * t->stride[0] + h * t->stride[1] + r * t->stride[2]) * es;
+        for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(row + off, 0, 1);
+    }
+#else
+    (void)ps; (void)t; (void)b; (void)h; (void)i0; (void)L; (void)n;
+#endif
+}
+
 /* Store rows of ob [L][ld] (times omul) to the output view, in pass order. */
 static void la_store(const la_pass *ps, int64_t b, int64_t h, int64_t i0, int L, const float *ob, int64_t ld, float *tmp) {
     const ak_laproblem *p = ps->p;
@@ -222,7 +235,12 @@ static void la_store(const la_pass *ps, int64_t b, int64_t h, int64_t i0, int L,
         }
         if (t->stride[3] == 1 && t->dtype == AK_BF16) {
             uint16_t *dst = (uint16_t *)t->data + bi * t->stride[0] + h * t->stride[1] + r * t->stride[2];
-            for (int c = 0; c < ps->dv; c++) dst[c] = ak__f32_to_bf16(src[c]);
+            for (int c = 0; c < ps->dv; c++) { /* ak__f32_to_bf16 without a branch (vectorises) */
+                uint32_t u;
+                memcpy(&u, src + c, sizeof u);
+                const uint32_t rn = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, qn = (u >> 16) | 0x40u;
+                dst[c] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? qn : rn);
+            }
         } else {
             store_row(t, bi, h, r, ps->dv, src);
         }
@@ -235,69 +253,41 @@ static void la_load_q(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, 
     const la_dims x = la_dims_of(ps);
     const int dk = ps->dk, Lpad = (L + 15) / 16 * 16;
     la_load(ps, kern, ps->q, b, h, b0, L, dk, ps->qmul, s->qrow, x.ldk, s->rows);
-    for (int i0 = 0; i0 < Lpad; i0 += 16) /* 16 x 16 tiles */
-        for (int c0 = 0; c0 < dk; c0 += 16) {
-            const int ie = i0 + 16 < L ? i0 + 16 : L, ce = c0 + 16 < dk ? c0 + 16 : dk;
-            for (int c = c0; c < ce; c++) {
-                float *qc = s->qt + (size_t)c * x.ldb;
-                int i = i0;
-                for (; i < ie; i++) qc[i] = s->qrow[(size_t)i * x.ldk + c];
-                for (; i < i0 + 16; i++) qc[i] = 0.0f;
-            }
-        }
-    const float *pwe = s->pw + e0;
-    for (int c = 0; c < dk; c++) {
-        const float *qc = s->qt + (size_t)c * x.ldb;
-        float *qs = s->qts + (size_t)c * x.ldb;
-        for (int i = 0; i < Lpad; i++) qs[i] = qc[i] * pwe[i];
-    }
+    kern->tpose2(L, dk, s->qrow, x.ldk, s->pw + e0, s->qt, s->qts, x.ldb);
+    (void)Lpad;
 }
 
-/* Phase 1 of a block: Q^T (qt, qts) left in s, ob = intra output, U = local state. */
+/* Phase 1 of a block: Q^T (qt, qts) left in s; ob = intra output; kb = k'_j = lambda^(L-1-j) k_j; vb = V. */
 static void la_phase1(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L, int e0,
-                      la_blk *s, float *U, float *ob) {
+                      la_blk *s, float *kb, float *vb, float *ob) {
     const la_dims x = la_dims_of(ps);
     const int dk = ps->dk, Lpad = (L + 15) / 16 * 16;
     la_load_q(ps, kern, b, h, b0, L, e0, s);
-    la_load(ps, kern, ps->k, b, h, b0, L, dk, ps->kmul, s->kb, x.ldk, s->rows);
-    la_load(ps, kern, ps->v, b, h, b0, L, ps->dv, ps->vmul, s->vb, x.ldv, s->rows);
-    kern->qk(L, dk, Lpad, s->kb, x.ldk, s->qt, x.ldb, 1.0f, s->st, x.ldb);
+    la_load(ps, kern, ps->k, b, h, b0, L, dk, ps->kmul, kb, x.ldk, s->rows);
+    la_load(ps, kern, ps->v, b, h, b0, L, ps->dv, ps->vmul, vb, x.ldv, s->rows);
+    if (b0 + L < ak__la_len(ps->p, b)) {
+        la_prefetch(ps, ps->q, b, h, b0 + L, L, dk);
+        la_prefetch(ps, ps->k, b, h, b0 + L, L, dk);
+        la_prefetch(ps, ps->v, b, h, b0 + L, L, ps->dv);
+    }
+    kern->qk(L, dk, Lpad, kb, x.ldk, s->qt, x.ldb, 1.0f, s->st, x.ldb);
     for (int j = 0; j < L; j++) { /* causal mask and decay: st[j][i] *= lambda^(i-j) for i >= j, else 0 */
         float *sr = s->st + (size_t)j * x.ldb;
         const float *pj = s->pw - j;
         for (int i = 0; i < j; i++) sr[i] = 0.0f;
         for (int i = j; i < L; i++) sr[i] *= pj[i];
     }
-    for (int i = 0; i < L; i++) memset(ob + (size_t)i * x.ldv, 0, sizeof(float) * (size_t)x.dvpad);
-    kern->pv(L, L, x.dvpad, s->st, x.ldb, s->vb, x.ldv, ob, x.ldv);
+    kern->pvb(L, L, x.dvpad, s->st, x.ldb, vb, x.ldv, ob, x.ldv, 0.0f);
     for (int j = 0; j < L; j++) { /* k'_j = lambda^(L-1-j) k_j */
-        float *kr = s->kb + (size_t)j * x.ldk;
+        float *kr = kb + (size_t)j * x.ldk;
         const float w = s->pw[L - 1 - j];
         for (int c = 0; c < dk; c++) kr[c] *= w;
     }
-    for (int c = 0; c < dk; c++) memset(U + (size_t)c * x.ldv, 0, sizeof(float) * (size_t)x.dvpad);
-    kern->pv(L, dk, x.dvpad, s->kb, x.ldk, s->vb, x.ldv, U, x.ldv);
 }
 
-/* Chain of one state row: on entry u = U_b row, S = S_{b-1} row; on exit u = S_{b-1}, S = mul S + U_b.
- * Out of line: the same instructions for every row, whichever path calls it. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void la_chain_row(float *restrict u, float *restrict S, int n, float mul) {
-    for (int y = 0; y < n; y++) {
-        const float un = u[y];
-        u[y] = S[y];
-        S[y] = mul * S[y] + un;
-    }
-}
-
-/* Phase 3 of a block: ob += qts Sprev (unless Sprev is zero), store. */
-static void la_phase3(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L,
-                      const float *Sprev, float *ob, la_blk *s) {
-    const la_dims x = la_dims_of(ps);
-    if (Sprev) kern->pv(ps->dk, L, x.dvpad, s->qts, x.ldb, Sprev, x.ldv, ob, x.ldv);
-    la_store(ps, b, h, b0, L, ob, x.ldv, s->tmp);
+/* beta of the state update of the block at b0: lambda^(L-1+e0), or 0 while there is no state yet */
+static float la_beta(const la_pass *ps, const la_blk *s, int64_t b0, int L, int e0) {
+    return b0 == 0 && !ps->s_in.data ? 0.0f : s->pw[L - 1 + e0];
 }
 
 static void la_seed(const la_pass *ps, int64_t b, int64_t h, float *S) {
@@ -332,18 +322,23 @@ static void la_pair_seq(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b
     la_seed(ps, b, h, s->S);
     for (int64_t b0 = 0; b0 < n; b0 += blk) {
         const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
-        la_phase1(ps, kern, b, h, b0, L, e0, s, s->U, s->ob);
-        const float mul = s->pw[L - 1 + e0];
-        for (int r = 0; r < ps->dk; r++) la_chain_row(s->U + (size_t)r * x.ldv, s->S + (size_t)r * x.ldv, x.dvpad, mul);
-        la_phase3(ps, kern, b, h, b0, L, b0 == 0 && !ps->s_in.data ? NULL : s->U, s->ob, s);
+        la_phase1(ps, kern, b, h, b0, L, e0, s, s->kb, s->vb, s->ob);
+        if (!(b0 == 0 && !ps->s_in.data)) kern->pv(ps->dk, L, x.dvpad, s->qts, x.ldb, s->S, x.ldv, s->ob, x.ldv);
+        kern->pvb(L, ps->dk, x.dvpad, s->kb, x.ldk, s->vb, x.ldv, s->S, x.ldv, la_beta(ps, s, b0, L, e0));
+        la_store(ps, b, h, b0, L, s->ob, x.ldv, s->tmp);
     }
     la_final(ps, b, h, s->S, n == 0);
 }
 
-/* window of the 3-phase form: blocks per window */
-static int la_window(const la_pass *ps, int nt) {
+/* the 3-phase form's window: blocks per window, and the floats of one window slot (k', v, o, S_{b-1}) */
+static size_t la_slot_floats(const la_pass *ps) {
     const la_dims x = la_dims_of(ps);
-    const size_t per = ((size_t)ps->dk + (size_t)ps->p->blk) * (size_t)x.ldv * sizeof(float);
+    const size_t B = (size_t)ps->p->blk;
+    return B * (size_t)x.ldk + 2 * B * (size_t)x.ldv + (size_t)ps->dk * (size_t)x.ldv;
+}
+
+static int la_window(const la_pass *ps, int nt) {
+    const size_t per = la_slot_floats(ps) * sizeof(float);
     int w = 8 * nt;
     while (w > nt && (size_t)w * per > ((size_t)32 << 20)) w /= 2;
     return w;
@@ -358,12 +353,14 @@ ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
     /* the first (pairs / nt) * nt pairs one per thread, the rest with all threads each */
     const int64_t seq_pairs = nt > 1 ? pairs / nt * nt : pairs;
     const int W = la_window(ps, nt);
-    const size_t per = la_blk_floats(ps, 1);
-    const size_t wfl = (size_t)W * ((size_t)ps->dk + (size_t)p->blk) * (size_t)x.ldv + (size_t)ps->dk * (size_t)x.ldv + 64;
-    float *ws = (float *)ak__alloc(ctx, sizeof(float) * (per * (size_t)nt + (seq_pairs < pairs ? wfl : 0)));
+    const size_t per = la_blk_floats(ps), slot = la_slot_floats(ps);
+    const size_t wfl = seq_pairs < pairs ? (size_t)W * slot + (size_t)ps->dk * (size_t)x.ldv + 64 : 0;
+    float *ws = (float *)ak__alloc(ctx, sizeof(float) * (per * (size_t)nt + wfl));
     if (!ws)
         return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "linear attention scratch (%zu floats per thread, block %d)", per, p->blk);
-    float *win = ws + per * (size_t)nt;
+    float *const Sg = ws + per * (size_t)nt, *const win = Sg + (size_t)ps->dk * x.ldv;
+    /* state rows per thread in phase 2 (a multiple of 4, the micro-kernels' smaller row tile) */
+    const int rchunk = ((ps->dk + nt - 1) / nt + 3) / 4 * 4;
 #ifdef AK_USE_OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
@@ -373,14 +370,11 @@ ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
 #else
         const int tid = 0;
 #endif
-        la_blk s = la_blk_carve(ps, ws + per * (size_t)tid, 1);
+        la_blk s = la_blk_carve(ps, ws + per * (size_t)tid);
 #ifdef AK_USE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t xq = 0; xq < seq_pairs; xq++) la_pair_seq(ps, kern, xq / p->H, xq % p->H, &s);
-        /* 3-phase: per window of W blocks, phase 1 over the blocks, the state chain over state rows,
-         * phase 3 over the blocks (U slots then hold S_{b-1}) */
-        float *Sg = win, *Uw = Sg + (size_t)ps->dk * x.ldv, *Ow = Uw + (size_t)W * ps->dk * x.ldv;
         for (int64_t xq = seq_pairs; xq < pairs; xq++) {
             const int64_t b = xq / p->H, h = xq % p->H, n = ak__la_len(p, b);
             const int blk = p->blk;
@@ -392,32 +386,43 @@ ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
             la_seed(ps, b, h, Sg);
             for (int64_t w0 = 0; w0 < nb; w0 += W) {
                 const int nw = (int)(nb - w0 < W ? nb - w0 : W);
+                /* phase 1 over the window's blocks: k', v, intra o into the slots */
 #ifdef AK_USE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
                 for (int wi = 0; wi < nw; wi++) {
                     const int64_t b0 = (w0 + wi) * blk;
                     const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
-                    la_phase1(ps, kern, b, h, b0, L, e0, &s, Uw + (size_t)wi * ps->dk * x.ldv, Ow + (size_t)wi * blk * x.ldv);
+                    float *kb = win + (size_t)wi * slot, *vb = kb + (size_t)blk * x.ldk, *ob = vb + (size_t)blk * x.ldv;
+                    la_phase1(ps, kern, b, h, b0, L, e0, &s, kb, vb, ob);
                 }
+                /* phase 2 over state rows: S_{b-1} kept in the slot, then the state update, block after block */
 #ifdef AK_USE_OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(static, 1)
 #endif
-                for (int r = 0; r < ps->dk; r++)
+                for (int r0 = 0; r0 < ps->dk; r0 += rchunk) {
+                    const int nr = ps->dk - r0 < rchunk ? ps->dk - r0 : rchunk;
                     for (int wi = 0; wi < nw; wi++) {
                         const int64_t b0 = (w0 + wi) * blk;
                         const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
-                        la_chain_row(Uw + ((size_t)wi * ps->dk + (size_t)r) * x.ldv, Sg + (size_t)r * x.ldv, x.dvpad, s.pw[L - 1 + e0]);
+                        float *kb = win + (size_t)wi * slot, *vb = kb + (size_t)blk * x.ldk, *ob = vb + (size_t)blk * x.ldv;
+                        float *sp = ob + (size_t)blk * x.ldv;
+                        memcpy(sp + (size_t)r0 * x.ldv, Sg + (size_t)r0 * x.ldv, sizeof(float) * (size_t)nr * (size_t)x.ldv);
+                        kern->pvb(L, nr, x.dvpad, kb + r0, x.ldk, vb, x.ldv, Sg + (size_t)r0 * x.ldv, x.ldv, la_beta(ps, &s, b0, L, e0));
                     }
+                }
+                /* phase 3 over the blocks: inter term from S_{b-1}, store */
 #ifdef AK_USE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
                 for (int wi = 0; wi < nw; wi++) {
                     const int64_t b0 = (w0 + wi) * blk;
                     const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
+                    float *kb = win + (size_t)wi * slot, *vb = kb + (size_t)blk * x.ldk, *ob = vb + (size_t)blk * x.ldv;
+                    float *sp = ob + (size_t)blk * x.ldv;
                     la_load_q(ps, kern, b, h, b0, L, e0, &s);
-                    la_phase3(ps, kern, b, h, b0, L, b0 == 0 && !ps->s_in.data ? NULL : Uw + (size_t)wi * ps->dk * x.ldv,
-                              Ow + (size_t)wi * blk * x.ldv, &s);
+                    if (!(b0 == 0 && !ps->s_in.data)) kern->pv(ps->dk, L, x.dvpad, s.qts, x.ldb, sp, x.ldv, ob, x.ldv);
+                    la_store(ps, b, h, b0, L, ob, x.ldv, s.tmp);
                 }
             }
 #ifdef AK_USE_OPENMP
@@ -560,4 +565,121 @@ ak_status ak__la_bwd(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tenso
     if (st == AK_OK) st = ak__la_pass_run(ctx, &dv);
     if (st == AK_OK) st = ak__la_pass_run(ctx, &dk);
     return st;
+}
+
+/* ---- output normalization and gate (NormAttention), per token over all heads ----
+ * Token k of the problem: sequence b, row i; its H rows of width e. Fast path: x in f32, sums in double. */
+static void la_token(const ak_laproblem *p, int64_t k, int64_t *b, int64_t *r) {
+    if (!p->cu) {
+        *b = k / p->desc.seqlen;
+        *r = k % p->desc.seqlen;
+        return;
+    }
+    int64_t lo = 0, hi = p->B; /* the sequence holding packed row k: cu[lo] <= k < cu[lo + 1] */
+    while (hi - lo > 1) {
+        int64_t mid = (lo + hi) / 2;
+        if (p->cu[mid] <= k) lo = mid;
+        else hi = mid;
+    }
+    *b = lo;
+    *r = k;
+}
+
+static int64_t la_tokens(const ak_laproblem *p) { return p->cu ? p->total : (int64_t)p->B * p->desc.seqlen; }
+
+ak_status ak__la_norm_fwd(const ak_ctx *ctx, const ak_laproblem *p, const ak_tensor *x, const ak_tensor *gate,
+                          const ak_tensor *o) {
+    const int64_t ntok = la_tokens(p);
+    const int H = p->H, e = p->e, nt = ctx->n_threads > 0 ? ctx->n_threads : 1;
+    const size_t per = ((size_t)H * e * 2 + 15) / 16 * 16;
+    float *ws = (float *)ak__alloc(ctx, sizeof(float) * per * (size_t)nt);
+    if (!ws) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "linear attention norm scratch");
+#ifdef AK_USE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef AK_USE_OPENMP
+        float *xs = ws + per * (size_t)omp_get_thread_num();
+#pragma omp for schedule(static)
+#else
+        float *xs = ws;
+#endif
+        for (int64_t k = 0; k < ntok; k++) {
+            int64_t b, r;
+            la_token(p, k, &b, &r);
+            const int64_t bi = ak__la_bidx(p, b);
+            float *us = xs + (size_t)H * e;
+            double ss = 0.0;
+            for (int h = 0; h < H; h++) {
+                load_row(x, bi, h, r, e, 1.0f, xs + (size_t)h * e);
+                for (int y = 0; y < e; y++) ss += (double)xs[(size_t)h * e + y] * xs[(size_t)h * e + y];
+            }
+            const float rs = p->desc.norm == AK_LA_NORM_SRMS ? (float)(1.0 / sqrt(ss / ((double)H * e) + p->desc.norm_eps)) : 1.0f;
+            for (int h = 0; h < H; h++) {
+                float *row = xs + (size_t)h * e;
+                if (gate) load_row(gate, bi, h, r, e, 1.0f, us);
+                for (int y = 0; y < e; y++) row[y] = gate ? row[y] * rs * us[y] : row[y] * rs;
+                store_row(o, bi, h, r, e, row);
+            }
+        }
+    }
+    ak__free(ctx, ws);
+    return AK_OK;
+}
+
+/* x (f32, the pre-norm output) is overwritten by dx; d_gate written iff gate. */
+ak_status ak__la_norm_bwd(const ak_ctx *ctx, const ak_laproblem *p, const ak_tensor *x, const ak_tensor *gate,
+                          const ak_tensor *d_o, const ak_tensor *d_gate) {
+    const int64_t ntok = la_tokens(p);
+    const int H = p->H, e = p->e, nt = ctx->n_threads > 0 ? ctx->n_threads : 1;
+    const size_t N = (size_t)H * e, per = (N * 3 + e + 15) / 16 * 16;
+    float *ws = (float *)ak__alloc(ctx, sizeof(float) * per * (size_t)nt);
+    if (!ws) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "linear attention norm scratch");
+    const int srms = p->desc.norm == AK_LA_NORM_SRMS;
+#ifdef AK_USE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef AK_USE_OPENMP
+        float *ys = ws + per * (size_t)omp_get_thread_num();
+#pragma omp for schedule(static)
+#else
+        float *ys = ws;
+#endif
+        for (int64_t k = 0; k < ntok; k++) {
+            int64_t b, r;
+            la_token(p, k, &b, &r);
+            const int64_t bi = ak__la_bidx(p, b);
+            float *dys = ys + N, *us = dys + N, *tmp = us + N;
+            double ss = 0.0;
+            for (int h = 0; h < H; h++) {
+                load_row(x, bi, h, r, e, 1.0f, ys + (size_t)h * e);
+                load_row(d_o, bi, h, r, e, 1.0f, dys + (size_t)h * e);
+                if (gate) load_row(gate, bi, h, r, e, 1.0f, us + (size_t)h * e);
+            }
+            for (size_t z = 0; z < N; z++) ss += (double)ys[z] * ys[z];
+            const double rs = srms ? 1.0 / sqrt(ss / (double)N + p->desc.norm_eps) : 1.0;
+            double m = 0.0;
+            for (size_t z = 0; z < N; z++) {
+                ys[z] = (float)(ys[z] * rs); /* y = x r */
+                if (gate) {
+                    const float g = dys[z];
+                    dys[z] = g * us[z];
+                    us[z] = g * ys[z]; /* d_gate */
+                }
+                m += (double)ys[z] * dys[z];
+            }
+            m /= (double)N;
+            for (int h = 0; h < H; h++) {
+                for (int y = 0; y < e; y++) {
+                    const size_t z = (size_t)h * e + y;
+                    tmp[y] = srms ? (float)(rs * (dys[z] - ys[z] * m)) : dys[z];
+                }
+                store_row(x, bi, h, r, e, tmp);
+                if (gate) store_row(d_gate, bi, h, r, e, us + (size_t)h * e);
+            }
+        }
+    }
+    ak__free(ctx, ws);
+    return AK_OK;
 }

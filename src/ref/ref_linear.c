@@ -144,3 +144,62 @@ ak_status ak__la_bwd_ref(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_t
         for (int64_t h = 0; h < p->H; h++) ref_bwd_head(p, t, g, b, h);
     return AK_OK;
 }
+
+/* ---- NormAttention in double: per token (sequence b, packed row r) all H heads x [H][e] ---- */
+static double ref_x(const ak_tensor *t, int64_t bi, int64_t h, int64_t r, int64_t y) {
+    return ak__load_f64(t->data, t->dtype, bi * t->stride[0] + h * t->stride[1] + r * t->stride[2] + y * t->stride[3]);
+}
+
+static void ref_put(const ak_tensor *t, int64_t bi, int64_t h, int64_t r, int64_t y, double v) {
+    ak__store(t->data, t->dtype, bi * t->stride[0] + h * t->stride[1] + r * t->stride[2] + y * t->stride[3], v);
+}
+
+/* r = 1 / sqrt(mean over the token's H e values of x^2 + eps), or 1 without a norm */
+static double ref_rs(const ak_laproblem *p, const ak_tensor *x, int64_t bi, int64_t r) {
+    if (p->desc.norm != AK_LA_NORM_SRMS) return 1.0;
+    double ss = 0.0;
+    for (int64_t h = 0; h < p->H; h++)
+        for (int64_t y = 0; y < p->e; y++) ss += ref_x(x, bi, h, r, y) * ref_x(x, bi, h, r, y);
+    return 1.0 / sqrt(ss / ((double)p->H * p->e) + (double)p->desc.norm_eps);
+}
+
+/* o = x r (. gate) */
+ak_status ak__la_norm_fwd_ref(const ak_laproblem *p, const ak_tensor *x, const ak_tensor *gate, const ak_tensor *o) {
+    for (int64_t b = 0; b < p->B; b++) {
+        const int64_t n = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
+        for (int64_t r = r0; r < r0 + n; r++) {
+            const double rs = ref_rs(p, x, bi, r);
+            for (int64_t h = 0; h < p->H; h++)
+                for (int64_t y = 0; y < p->e; y++)
+                    ref_put(o, bi, h, r, y, ref_x(x, bi, h, r, y) * rs * (gate ? ref_x(gate, bi, h, r, y) : 1.0));
+        }
+    }
+    return AK_OK;
+}
+
+/* dy = d_o (. gate); d_gate = d_o . y; x <- dx = r (dy - y mean(y . dy)), y = x r */
+ak_status ak__la_norm_bwd_ref(const ak_laproblem *p, const ak_tensor *x, const ak_tensor *gate, const ak_tensor *d_o,
+                              const ak_tensor *d_gate) {
+    const double N = (double)p->H * p->e;
+    for (int64_t b = 0; b < p->B; b++) {
+        const int64_t n = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
+        for (int64_t r = r0; r < r0 + n; r++) {
+            const double rs = ref_rs(p, x, bi, r);
+            double m = 0.0;
+            for (int64_t h = 0; h < p->H; h++)
+                for (int64_t y = 0; y < p->e; y++) {
+                    double dy = ref_x(d_o, bi, h, r, y) * (gate ? ref_x(gate, bi, h, r, y) : 1.0);
+                    m += ref_x(x, bi, h, r, y) * rs * dy;
+                }
+            m /= N;
+            for (int64_t h = 0; h < p->H; h++)
+                for (int64_t y = 0; y < p->e; y++) {
+                    const double yv = ref_x(x, bi, h, r, y) * rs, go = ref_x(d_o, bi, h, r, y);
+                    const double dy = go * (gate ? ref_x(gate, bi, h, r, y) : 1.0);
+                    if (gate) ref_put(d_gate, bi, h, r, y, go * yv);
+                    ref_put(x, bi, h, r, y, p->desc.norm == AK_LA_NORM_SRMS ? rs * (dy - yv * m) : dy);
+                }
+        }
+    }
+    return AK_OK;
+}

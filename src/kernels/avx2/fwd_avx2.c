@@ -55,12 +55,14 @@ static void qk_avx2(int nk, int d, int mpad, const float *k, int64_t ldk, const 
 }
 
 AK_AI void pv_tile(const int MR, int nk, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
-                   int64_t ldot) {
+                   int64_t ldot, const float beta) {
     __m256 acc[6][2];
-    for (int r = 0; r < MR; r++) {
-        acc[r][0] = _mm256_loadu_ps(ot + (size_t)r * ldot);
-        acc[r][1] = _mm256_loadu_ps(ot + (size_t)r * ldot + 8);
-    }
+    const __m256 bv = _mm256_set1_ps(beta);
+    for (int r = 0; r < MR; r++)
+        for (int u = 0; u < 2; u++)
+            acc[r][u] = beta == 1.0f ? _mm256_loadu_ps(ot + (size_t)r * ldot + 8 * u)
+                      : beta == 0.0f ? _mm256_setzero_ps()
+                                     : _mm256_mul_ps(bv, _mm256_loadu_ps(ot + (size_t)r * ldot + 8 * u));
     for (int j = 0; j < nk; j++) {
         const float *vr = v + (size_t)j * ldv;
         __m256 b0 = _mm256_loadu_ps(pt + (size_t)j * ldpt), b1 = _mm256_loadu_ps(pt + (size_t)j * ldpt + 8);
@@ -76,22 +78,32 @@ AK_AI void pv_tile(const int MR, int nk, const float *v, int64_t ldv, const floa
     }
 }
 
-static void pv_avx2(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
-                    int64_t ldot) {
+AK_AI void pv_all(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
+                  int64_t ldot, const float beta) {
     for (int q = 0; q < mpad; q += 16)
         for (int c = 0; c < dv; c += 6) {
             const float *vv = v + c;
             const float *pp = pt + q;
             float *oo = ot + (size_t)c * ldot + q;
             switch (dv - c < 6 ? dv - c : 6) {
-            case 6: pv_tile(6, nk, vv, ldv, pp, ldpt, oo, ldot); break;
-            case 5: pv_tile(5, nk, vv, ldv, pp, ldpt, oo, ldot); break;
-            case 4: pv_tile(4, nk, vv, ldv, pp, ldpt, oo, ldot); break;
-            case 3: pv_tile(3, nk, vv, ldv, pp, ldpt, oo, ldot); break;
-            case 2: pv_tile(2, nk, vv, ldv, pp, ldpt, oo, ldot); break;
-            default: pv_tile(1, nk, vv, ldv, pp, ldpt, oo, ldot); break;
+            case 6: pv_tile(6, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
+            case 5: pv_tile(5, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
+            case 4: pv_tile(4, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
+            case 3: pv_tile(3, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
+            case 2: pv_tile(2, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
+            default: pv_tile(1, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
             }
         }
+}
+
+static void pv_avx2(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
+                    int64_t ldot) {
+    pv_all(nk, dv, mpad, v, ldv, pt, ldpt, ot, ldot, 1.0f);
+}
+
+static void pvb_avx2(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
+                     int64_t ldot, float beta) {
+    pv_all(nk, dv, mpad, v, ldv, pt, ldpt, ot, ldot, beta);
 }
 
 /* e^x for x <= 0 (and -inf): Cephes polynomial, 2^n through the exponent field; 0 below -87.3. */
@@ -460,5 +472,5 @@ static void softmax_rows_avx2(int M, int n, float *s, int64_t lds, float *m, flo
 const ak_fwd_kernels ak_fwd_kernels_avx2 = {
     "ak_k_fwd_f32_6x16__avx2", AK_ISA_AVX2, qk_avx2, pv_avx2, softmax_avx2, rescale_avx2, mask_avx2, softcap_avx2, to_f32_avx2,
     rows_f32_avx2, ak__kt_pack_c, dec_qk_avx2, dec_pv_avx2, dec_layout_avx2,
-    softmax_rows_avx2,
+    softmax_rows_avx2, ak__tpose2_c, pvb_avx2,
 };

@@ -62,10 +62,14 @@ static void qk_avx512(int nk, int d, int mpad, const float *k, int64_t ldk, cons
 
 /* ot[c][q] += sum_j v[j][c] * pt[j][q] for c < MR, q < 16*NV.  12 value columns x 2 zmm. */
 AK_AI void pv_tile(const int MR, const int NV, int nk, const float *v, int64_t ldv, const float *pt, int64_t ldpt,
-                   float *ot, int64_t ldot) {
+                   float *ot, int64_t ldot, const float beta) {
     __m512 acc[12][2];
+    const __m512 bv = _mm512_set1_ps(beta);
     for (int r = 0; r < MR; r++)
-        for (int u = 0; u < NV; u++) acc[r][u] = _mm512_loadu_ps(ot + (size_t)r * ldot + 16 * u);
+        for (int u = 0; u < NV; u++)
+            acc[r][u] = beta == 1.0f ? _mm512_loadu_ps(ot + (size_t)r * ldot + 16 * u)
+                      : beta == 0.0f ? _mm512_setzero_ps()
+                                     : _mm512_mul_ps(bv, _mm512_loadu_ps(ot + (size_t)r * ldot + 16 * u));
     for (int j = 0; j < nk; j++) {
         __m512 b[2];
         const float *vr = v + (size_t)j * ldv;
@@ -79,22 +83,32 @@ AK_AI void pv_tile(const int MR, const int NV, int nk, const float *v, int64_t l
         for (int u = 0; u < NV; u++) _mm512_storeu_ps(ot + (size_t)r * ldot + 16 * u, acc[r][u]);
 }
 
-static void pv_avx512(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
-                      int64_t ldot) {
+AK_AI void pv_all(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
+                  int64_t ldot, const float beta) {
     for (int q = 0; q < mpad; q += 32) {
         const float *pp = pt + q;
         if (mpad - q >= 32) {
             int c = 0;
-            for (; c + 12 <= dv; c += 12) pv_tile(12, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
-            for (; c + 4 <= dv; c += 4) pv_tile(4, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
-            for (; c < dv; c++) pv_tile(1, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+            for (; c + 12 <= dv; c += 12) pv_tile(12, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
+            for (; c + 4 <= dv; c += 4) pv_tile(4, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
+            for (; c < dv; c++) pv_tile(1, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
         } else {
             int c = 0;
-            for (; c + 12 <= dv; c += 12) pv_tile(12, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
-            for (; c + 4 <= dv; c += 4) pv_tile(4, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
-            for (; c < dv; c++) pv_tile(1, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+            for (; c + 12 <= dv; c += 12) pv_tile(12, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
+            for (; c + 4 <= dv; c += 4) pv_tile(4, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
+            for (; c < dv; c++) pv_tile(1, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
         }
     }
+}
+
+static void pv_avx512(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
+                      int64_t ldot) {
+    pv_all(nk, dv, mpad, v, ldv, pt, ldpt, ot, ldot, 1.0f);
+}
+
+static void pvb_avx512(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
+                       int64_t ldot, float beta) {
+    pv_all(nk, dv, mpad, v, ldv, pt, ldpt, ot, ldot, beta);
 }
 
 /* e^x for x <= 0 (and -inf): Cephes polynomial on [-ln2/2, ln2/2], 2^n by scalef; 0 below -87.3. */
@@ -477,8 +491,55 @@ static void softmax_rows_avx512(int M, int n, float *s, int64_t lds, float *m, f
     }
 }
 
+/* In-register 16 x 16 transpose: on exit r[c] = column c of the 16 input rows. */
+AK_AI void tr16x16(__m512 r[16]) {
+    __m512 t[16];
+    for (int k = 0; k < 8; k++) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; k++) { /* r[4k + m], lane L: column 4L + m of rows 4k .. 4k+3 */
+        __m512d a = _mm512_castps_pd(t[4 * k]), b = _mm512_castps_pd(t[4 * k + 2]);
+        __m512d c = _mm512_castps_pd(t[4 * k + 1]), d = _mm512_castps_pd(t[4 * k + 3]);
+        r[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    for (int k = 0; k < 2; k++)
+        for (int m = 0; m < 4; m++) {
+            t[8 * k + m] = _mm512_shuffle_f32x4(r[8 * k + m], r[8 * k + 4 + m], 0x88);
+            t[8 * k + 4 + m] = _mm512_shuffle_f32x4(r[8 * k + m], r[8 * k + 4 + m], 0xdd);
+        }
+    for (int m = 0; m < 8; m++) {
+        r[m] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0x88);
+        r[8 + m] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0xdd);
+    }
+}
+
+static void tpose2_avx512(int n, int m, const float *src, int64_t lds, const float *w, float *dst, float *dst2, int64_t ldd) {
+    const int npad = (n + 15) / 16 * 16;
+    for (int i0 = 0; i0 < npad; i0 += 16) {
+        const int ni = n - i0 < 16 ? n - i0 : 16;
+        const __m512 wv = _mm512_maskz_loadu_ps((__mmask16)((1u << ni) - 1u), w + i0);
+        for (int c0 = 0; c0 < m; c0 += 16) {
+            const int nc = m - c0 < 16 ? m - c0 : 16;
+            const __mmask16 cm = (__mmask16)((1u << nc) - 1u);
+            __m512 r[16];
+            AK_UNROLL
+            for (int i = 0; i < 16; i++)
+                r[i] = i < ni ? _mm512_maskz_loadu_ps(cm, src + (size_t)(i0 + i) * lds + c0) : _mm512_setzero_ps();
+            tr16x16(r);
+            for (int c = 0; c < nc; c++) {
+                _mm512_storeu_ps(dst + (size_t)(c0 + c) * ldd + i0, r[c]);
+                _mm512_storeu_ps(dst2 + (size_t)(c0 + c) * ldd + i0, _mm512_mul_ps(r[c], wv));
+            }
+        }
+    }
+}
+
 const ak_fwd_kernels ak_fwd_kernels_avx512 = {
     "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, mask_avx512, softcap_avx512, to_f32_avx512,
     rows_f32_avx512, ak__kt_pack_c, dec_qk_avx512, dec_pv_avx512, dec_layout_avx512,
-    softmax_rows_avx512,
+    softmax_rows_avx512, tpose2_avx512, pvb_avx512,
 };
