@@ -26,4 +26,15 @@ add_test(NAME linear_sweep COMMAND test_linear sweep ${AK_LINEAR_SWEEP_N})
 set_tests_properties(linear_sweep PROPERTIES ENVIRONMENT "${AK_LINEAR_ENV}")
 list(APPEND AK_LINEAR_TESTS linear_sweep)
 
+# Output normalization and gate (TNL NormAttention): tests/test_linear_norm.c, one entry per group
+# (fwd, bwd, invalid); AK_LINEAR_QUICK=1 (sanitizer builds) runs fewer random cases.
+add_executable(test_linear_norm test_linear_norm.c)
+target_include_directories(test_linear_norm PRIVATE ${PROJECT_SOURCE_DIR}/include)
+target_link_libraries(test_linear_norm PRIVATE ak_testutil attnkit)
+foreach(group fwd bwd invalid)
+  add_test(NAME linear_norm_${group} COMMAND test_linear_norm ${group})
+  set_tests_properties(linear_norm_${group} PROPERTIES ENVIRONMENT "${AK_LINEAR_ENV}")
+  list(APPEND AK_LINEAR_TESTS linear_norm_${group})
+endforeach()
+
 list(APPEND AK_TESTS ${AK_LINEAR_TESTS})

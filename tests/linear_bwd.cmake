@@ -1,5 +1,5 @@
 # Linear attention backward tests (tests/test_linear_bwd.c); included by tests/CMakeLists.txt.
-# One CTest entry runs every group (fd, chunked, threads, invalid, long); `test_linear_bwd <group>` runs one.
+# One CTest entry runs every group (fd, chunked, threads, invalid, long, accuracy); `test_linear_bwd <group>` runs one.
 # Sanitizer builds run every other chunked case and fewer finite-difference samples (AK_LB_QUICK=1).
 add_executable(test_linear_bwd test_linear_bwd.c)
 target_include_directories(test_linear_bwd PRIVATE ${PROJECT_SOURCE_DIR}/include)

@@ -1478,6 +1478,131 @@ static void group_long(void) {
     ak_ctx_destroy(ctx);
 }
 
+/* ================================================================================================
+ * accuracy: many blocks at d = 64 with a moderate decay (lambda 0.94 and 0.9), uniform(-1, 1) data. The
+ * chunked form's inter-block term is a right product through the state; its rounding must stay within
+ * 2x the error of the naive fp32 left product (sequential sums, powf decay), for O, dq, dk and dv.
+ * (Multiplying the operand Q by lambda^i and accumulating onto the intra term gave 2.7x here; the power
+ * now multiplies the finished product.)
+ * ============================================================================================== */
+
+static double acc_uniform(uint64_t *st) {
+    *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(*st >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0;
+}
+
+/* naive fp32: out_i = sum_{j <= i} lam^(i-j) (a_i . b_j) c_j, or with j >= i (rev) */
+static void acc_naive(int T, int d, const float *a, const float *b, const float *c, float lam, int rev, float *out) {
+    for (int i = 0; i < T; i++) {
+        float acc[64] = {0};
+        for (int j = rev ? i : 0; rev ? j < T : j <= i; j++) {
+            float s = 0.0f;
+            for (int y = 0; y < d; y++) s += a[i * d + y] * b[j * d + y];
+            const float w = powf(lam, (float)(rev ? j - i : i - j)) * s;
+            for (int x = 0; x < d; x++) acc[x] += w * c[j * d + x];
+        }
+        memcpy(out + (size_t)i * d, acc, sizeof(float) * (size_t)d);
+    }
+}
+
+static double acc_err(const float *x, const double *ref, size_t n) {
+    double e = 0.0;
+    for (size_t z = 0; z < n; z++) e = fmax(e, fabs((double)x[z] - ref[z]));
+    return e;
+}
+
+static void group_accuracy(void) {
+    ak_ctx *ctx;
+    if (ak_ctx_create(&ctx) != AK_OK) {
+        CHECK(0, "ak_ctx_create failed");
+        return;
+    }
+    const int T = 300, d = 64;
+    const size_t n = (size_t)T * d;
+    float *buf = (float *)malloc(sizeof(float) * n * 9);
+    double *ref = (double *)malloc(sizeof(double) * n * 4);
+    if (!buf || !ref) {
+        CHECK(0, "accuracy: allocation failed");
+        free(buf), free(ref), ak_ctx_destroy(ctx);
+        return;
+    }
+    float *q = buf, *k = q + n, *v = k + n, *g = v + n, *o = g + n, *dq = o + n, *dk = dq + n, *dv = dk + n, *nv = dv + n;
+    static const double lams[2] = {0.9394, 0.9};
+    for (int li = 0; li < 2; li++) {
+        uint64_t st = 42 + (uint64_t)li;
+        for (size_t z = 0; z < n; z++) {
+            q[z] = (float)acc_uniform(&st), k[z] = (float)acc_uniform(&st);
+            v[z] = (float)acc_uniform(&st), g[z] = (float)acc_uniform(&st);
+        }
+        float ld = (float)log(lams[li]);
+        const float lf = expf(ld);
+        ak_la_desc D;
+        ak_la_desc_init(&D);
+        D.seqlen = T, D.head_dim = d, D.has_decay = 1, D.block = 64;
+        ak_la_tensors t;
+        ak_la_tensors_init(&t);
+        t.q = ak_tensor_4d(q, AK_F32, 1, 1, T, d), t.k = ak_tensor_4d(k, AK_F32, 1, 1, T, d);
+        t.v = ak_tensor_4d(v, AK_F32, 1, 1, T, d), t.log_decay = ak_tensor_1d(&ld, AK_F32, 1);
+        ak_la_grads G;
+        ak_la_grads_init(&G);
+        G.d_o = ak_tensor_4d(g, AK_F32, 1, 1, T, d);
+        for (int nt = 1; nt <= 2; nt++) {
+            CHECK_STATUS(ak_ctx_set_num_threads(ctx, nt), AK_OK);
+            for (size_t z = 0; z < n * 4; z++) o[z] = NAN; /* o, dq, dk, dv */
+            ak_la_tensors to = t;
+            to.o = ak_tensor_4d(o, AK_F32, 1, 1, T, d);
+            ak_la_grads Go = G;
+            Go.dq = ak_tensor_4d(dq, AK_F32, 1, 1, T, d), Go.dk = ak_tensor_4d(dk, AK_F32, 1, 1, T, d);
+            Go.dv = ak_tensor_4d(dv, AK_F32, 1, 1, T, d);
+            CHECK_STATUS(ak_la_forward(ctx, &D, &to), AK_OK);
+            CHECK_STATUS(ak_la_backward(ctx, &D, &t, &Go), AK_OK);
+            if (nt == 1) {
+                ak_la_tensors tr = t;
+                tr.o = ak_tensor_4d(ref, AK_F64, 1, 1, T, d);
+                ak_la_grads Gr = G;
+                Gr.dq = ak_tensor_4d(ref + n, AK_F64, 1, 1, T, d), Gr.dk = ak_tensor_4d(ref + 2 * n, AK_F64, 1, 1, T, d);
+                Gr.dv = ak_tensor_4d(ref + 3 * n, AK_F64, 1, 1, T, d);
+                CHECK_STATUS(ak_la_forward_ref(ctx, &D, &tr), AK_OK);
+                CHECK_STATUS(ak_la_backward_ref(ctx, &D, &t, &Gr), AK_OK);
+            }
+            /* naive fp32: o = fwd(q, k, v); dq = fwd(g, v, k); dk = rev(v, g, q); dv = rev(k, q, g) */
+            static const char *names[4] = {"o", "dq", "dk", "dv"};
+            const float *got[4] = {o, dq, dk, dv};
+            const float *A[4] = {q, g, v, k}, *Bm[4] = {k, v, g, q}, *Cm[4] = {v, k, q, g};
+            for (int w = 0; w < 4; w++) {
+                acc_naive(T, d, A[w], Bm[w], Cm[w], lf, w >= 2, nv);
+                const double e = acc_err(got[w], ref + (size_t)w * n, n), en = acc_err(nv, ref + (size_t)w * n, n);
+                CHECK(e <= 2.0 * en, "accuracy lambda %g, %d thread(s): %s err %.3g > 2 x naive32 %.3g", lams[li], nt,
+                      names[w], e, en);
+                if (g_verbose) printf("  accuracy lambda %g nt %d %s: err %.3g naive32 %.3g\n", lams[li], nt, names[w], e, en);
+            }
+        }
+    }
+    /* the recurrent form with a strong decay (lambda = 9e-4): S + (lambda - 1) S cancels; it must be lambda S
+     * (row 1: o = lambda + 1e-4 = 0.0009999999..., reference in double) */
+    {
+        float rq[2] = {1.0f, 1.0f}, rk[2] = {1.0f, 0.01f}, rv[2] = {1.0f, 0.01f}, ro[2] = {NAN, NAN}, ldr = (float)log(9e-4);
+        double rr[2];
+        ak_la_desc D;
+        ak_la_desc_init(&D);
+        D.seqlen = 2, D.head_dim = 1, D.has_decay = 1;
+        ak_la_tensors t;
+        ak_la_tensors_init(&t);
+        t.q = ak_tensor_4d(rq, AK_F32, 1, 1, 2, 1), t.k = ak_tensor_4d(rk, AK_F32, 1, 1, 2, 1);
+        t.v = ak_tensor_4d(rv, AK_F32, 1, 1, 2, 1), t.log_decay = ak_tensor_1d(&ldr, AK_F32, 1);
+        t.o = ak_tensor_4d(ro, AK_F32, 1, 1, 2, 1);
+        CHECK_STATUS(ak_la_recurrent(ctx, &D, &t), AK_OK);
+        ak_la_tensors tr = t;
+        tr.o = ak_tensor_4d(rr, AK_F64, 1, 1, 2, 1);
+        CHECK_STATUS(ak_la_forward_ref(ctx, &D, &tr), AK_OK);
+        for (int i = 0; i < 2; i++)
+            CHECK(fabs(ro[i] - rr[i]) <= 4.0 * 5.96e-8 * fabs(rr[i]), "recurrent, lambda 9e-4, row %d: %.9g vs %.9g (> 4 ulp)",
+                  i, (double)ro[i], rr[i]);
+    }
+    free(buf), free(ref);
+    ak_ctx_destroy(ctx);
+}
+
 int main(int argc, char **argv) {
     g_verbose = (int)tu_env_long("AK_LB_VERBOSE", 0);
     g_quick = (int)tu_env_long("AK_LB_QUICK", 0) != 0;
@@ -1496,9 +1621,10 @@ int main(int argc, char **argv) {
     GROUP("threads", group_threads)
     GROUP("invalid", group_invalid)
     GROUP("long", group_long)
+    GROUP("accuracy", group_accuracy)
 #undef GROUP
     if (!any) {
-        fprintf(stderr, "test_linear_bwd: unknown group '%s' (fd, chunked, threads, invalid, long)\n", group);
+        fprintf(stderr, "test_linear_bwd: unknown group '%s' (fd, chunked, threads, invalid, long, accuracy)\n", group);
         return 2;
     }
     char name[64];

@@ -180,9 +180,9 @@ typedef struct ak_fwd_kernels {
                    int64_t ldo);
     void (*dec_layout)(ak_dtype t, int n, float *x, int dir);
     void (*softmax_rows)(int M, int n, float *s, int64_t lds, float *m, float *l, float *alpha);
-    /* Linear attention's block transpose: dst[c][i] = src[i][c], dst2[c][i] = w[i] * src[i][c] for i < n,
-     * c < m (src [n][lds], unit column stride); lanes [n, roundup16(n)) of dst and dst2 are set to 0. */
-    void (*tpose2)(int n, int m, const float *src, int64_t lds, const float *w, float *dst, float *dst2, int64_t ldd);
+    /* Linear attention's block transpose: dst[c][i] = src[i][c] for i < n, c < m (src [n][lds], unit column
+     * stride); lanes [n, roundup16(n)) of dst are set to 0. */
+    void (*tpose)(int n, int m, const float *src, int64_t lds, float *dst, int64_t ldd);
     /* pv with a scaled start: ot[c][q] = beta * ot[c][q] + sum_j v[j][c] * pt[j][q]; beta = 0 does not read
      * ot (overwrite); beta = 1 is pv exactly. Each element: one product for beta, then the FMAs in j order. */
     void (*pvb)(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
@@ -194,7 +194,7 @@ typedef struct ak_fwd_kernels {
 /* Portable versions of the decode loads (any ISA table may use them). */
 void ak__rows_f32_c(ak_dtype t, int n, int cols, const void *const *rows, const float *scales, float *dst, int64_t ld);
 void ak__kt_pack_c(ak_dtype t, int n, int d, const void *const *rows, const float *scales, float *kt, int64_t ldkt);
-void ak__tpose2_c(int n, int m, const float *src, int64_t lds, const float *w, float *dst, float *dst2, int64_t ldd);
+void ak__tpose_c(int n, int m, const float *src, int64_t lds, float *dst, int64_t ldd);
 
 extern const ak_fwd_kernels ak_fwd_kernels_scalar;
 #ifdef AK_HAVE_AVX2_KERNELS

@@ -60,8 +60,11 @@ static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_
     const int d = p->d, e = p->e;
     const int64_t n = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
     /* lambda - 1 = expm1(log_decay): lambda near 1 (log_decay ~ -4e-8 in real models) rounds to 1 or to a
-     * decay ~50% too strong in float; S + (lambda - 1) S keeps the small decrement exact per token */
-    const float lm1 = p->desc.has_decay ? (float)expm1((double)((const float *)t->log_decay.data)[h * t->log_decay.stride[0]]) : 0.0f;
+     * decay ~50% too strong in float; S + (lambda - 1) S keeps the small decrement exact per token. For a
+     * strong decay (lambda <= 1/2) S + (lambda - 1) S cancels: lambda S instead. */
+    const double ldh = p->desc.has_decay ? (double)((const float *)t->log_decay.data)[h * t->log_decay.stride[0]] : 0.0;
+    const int strong = ldh <= -0.6931471805599453;
+    const float lm1 = (float)expm1(ldh), lam = (float)exp(ldh);
     if (p->desc.has_initial_state) state_io(&t->state_in, b, h, d, e, s->S, 0);
     else memset(s->S, 0, sizeof(float) * (size_t)d * e);
     for (int64_t i = 0; i < n; i++) {
@@ -70,7 +73,10 @@ static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_
         load_row(&t->v, bi, h, r0 + i, e, 1.0f, s->v);
         for (int x = 0; x < d; x++) {
             float *Srow = s->S + (size_t)x * e;
-            for (int y = 0; y < e; y++) Srow[y] = Srow[y] + lm1 * Srow[y] + s->k[x] * s->v[y];
+            if (strong)
+                for (int y = 0; y < e; y++) Srow[y] = lam * Srow[y] + s->k[x] * s->v[y];
+            else
+                for (int y = 0; y < e; y++) Srow[y] = Srow[y] + lm1 * Srow[y] + s->k[x] * s->v[y];
         }
         for (int y = 0; y < e; y++) s->o[y] = 0.0f;
         for (int x = 0; x < d; x++) {
@@ -91,9 +97,9 @@ static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_
  *   state  S_b  = lambda^(L-1+e0) S_{b-1} + sum_j lambda^(L-1-j) k_j v_j^T
  * e0 = 1, except for the first block of a pass whose seed state sits *at* row 0 (shift: the backward's
  * d_state_out seed, never divided by lambda). Every product runs on the dense kernel's f32 micro-kernels:
- *   qk:  st[j][i] = k_j . q_i                           (Q^T by tpose2, the block's rows on the lanes)
+ *   qk:  st[j][i] = k_j . q_i                           (Q^T by tpose, the block's rows on the lanes)
  *   pvb: ob[i][.] = sum_j st[j][i] v_j                  (O row-major: the value columns on the lanes)
- *   pv:  ob[i][.] += sum_x qts[x][i] S[x][.]
+ *   pvb: ib[i][.] = sum_x qt[x][i] S[x][.],  then ob[i][.] += lambda^(i+e0) ib[i][.]
  *   pvb: S[x][.] = beta S[x][.] + sum_j k'_j[x] v_j      (beta = lambda^(L-1+e0), or 0 before any state)
  * The arithmetic of every output and state element does not depend on which thread computes it, nor on
  * whether the blocks of one head run one after another (many heads: one head per thread) or phase by
@@ -130,18 +136,18 @@ static la_dims la_dims_of(const la_pass *ps) {
     return x;
 }
 
-/* per-thread scratch: qrow [blk][ldk], qt, qts [dk][ldb], st [blk][ldb], pw [bpad + 32], tmp [ldv], row
- * pointers, and (one head per thread) kb [blk][ldk], vb, ob [blk][ldv], S [dk][ldv] */
+/* per-thread scratch: qrow [blk][ldk], qt [dk][ldb], st [blk][ldb], pw [bpad + 32], tmp [ldv], row
+ * pointers, ib [blk][ldv], and (one head per thread) kb [blk][ldk], vb, ob [blk][ldv], S [dk][ldv] */
 typedef struct la_blk {
-    float *qrow, *qt, *qts, *st, *pw, *tmp, *kb, *vb, *ob, *S;
+    float *qrow, *qt, *st, *pw, *tmp, *kb, *vb, *ob, *S, *ib;
     const void **rows;
 } la_blk;
 
 static size_t la_blk_floats(const la_pass *ps) {
     la_dims x = la_dims_of(ps);
     size_t B = (size_t)ps->p->blk, dk = (size_t)ps->dk;
-    size_t n = B * (size_t)x.ldk + 2 * dk * (size_t)x.ldb + B * (size_t)x.ldb + (size_t)x.bpad + 32 + (size_t)x.ldv;
-    n += B * (size_t)x.ldk + 2 * B * (size_t)x.ldv + dk * (size_t)x.ldv;
+    size_t n = B * (size_t)x.ldk + dk * (size_t)x.ldb + B * (size_t)x.ldb + (size_t)x.bpad + 32 + (size_t)x.ldv;
+    n += B * (size_t)x.ldk + 3 * B * (size_t)x.ldv + dk * (size_t)x.ldv;
     n += (B * sizeof(void *) + sizeof(float) - 1) / sizeof(float) + 16; /* row pointers */
     return (n + 15) / 16 * 16;
 }
@@ -152,15 +158,15 @@ static la_blk la_blk_carve(const la_pass *ps, float *base) {
     la_blk s;
     s.qrow = base;
     s.qt = s.qrow + B * (size_t)x.ldk;
-    s.qts = s.qt + dk * (size_t)x.ldb;
-    s.st = s.qts + dk * (size_t)x.ldb;
+    s.st = s.qt + dk * (size_t)x.ldb;
     s.pw = s.st + B * (size_t)x.ldb;
     s.tmp = s.pw + x.bpad + 32;
     s.kb = s.tmp + x.ldv;
     s.vb = s.kb + B * (size_t)x.ldk;
     s.ob = s.vb + B * (size_t)x.ldv;
     s.S = s.ob + B * (size_t)x.ldv;
-    s.rows = (const void **)(void *)(s.S + dk * (size_t)x.ldv);
+    s.ib = s.S + dk * (size_t)x.ldv;
+    s.rows = (const void **)(void *)(s.ib + B * (size_t)x.ldv);
     return s;
 }
 
@@ -247,22 +253,21 @@ static void la_store(const la_pass *ps, int64_t b, int64_t h, int64_t i0, int L,
     }
 }
 
-/* Q of a block, transposed: qt[x][i] = q_i[x] (columns L..bpad zero), qts[x][i] = lambda^(i+e0) q_i[x]. */
-static void la_load_q(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L, int e0,
-                      la_blk *s) {
+/* Q of a block, transposed: qt[x][i] = q_i[x] (columns L..bpad zero). */
+static void la_load_q(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L, la_blk *s) {
     const la_dims x = la_dims_of(ps);
     const int dk = ps->dk, Lpad = (L + 15) / 16 * 16;
     la_load(ps, kern, ps->q, b, h, b0, L, dk, ps->qmul, s->qrow, x.ldk, s->rows);
-    kern->tpose2(L, dk, s->qrow, x.ldk, s->pw + e0, s->qt, s->qts, x.ldb);
+    kern->tpose(L, dk, s->qrow, x.ldk, s->qt, x.ldb);
     (void)Lpad;
 }
 
-/* Phase 1 of a block: Q^T (qt, qts) left in s; ob = intra output; kb = k'_j = lambda^(L-1-j) k_j; vb = V. */
+/* Phase 1 of a block: Q^T (qt) left in s; ob = intra output; kb = k'_j = lambda^(L-1-j) k_j; vb = V. */
 static void la_phase1(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L, int e0,
                       la_blk *s, float *kb, float *vb, float *ob) {
     const la_dims x = la_dims_of(ps);
     const int dk = ps->dk, Lpad = (L + 15) / 16 * 16;
-    la_load_q(ps, kern, b, h, b0, L, e0, s);
+    la_load_q(ps, kern, b, h, b0, L, s);
     la_load(ps, kern, ps->k, b, h, b0, L, dk, ps->kmul, kb, x.ldk, s->rows);
     la_load(ps, kern, ps->v, b, h, b0, L, ps->dv, ps->vmul, vb, x.ldv, s->rows);
     if (b0 + L < ak__la_len(ps->p, b)) {
@@ -282,6 +287,21 @@ static void la_phase1(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, 
         float *kr = kb + (size_t)j * x.ldk;
         const float w = s->pw[L - 1 - j];
         for (int c = 0; c < dk; c++) kr[c] *= w;
+    }
+}
+
+/* Inter-block term: ib = Q_b S_{b-1} (from zero), then ob[i] += lambda^(i+e0) ib[i]. The decay power
+ * multiplies the finished product (its rounding errors scale with it), and the product is not
+ * accumulated on top of the intra term: deep in a block lambda^i is small and so is its error. */
+static void la_inter(const la_pass *ps, const ak_fwd_kernels *kern, int L, int e0, const float *Sprev, float *ob,
+                     la_blk *s) {
+    const la_dims x = la_dims_of(ps);
+    kern->pvb(ps->dk, L, x.dvpad, s->qt, x.ldb, Sprev, x.ldv, s->ib, x.ldv, 0.0f);
+    for (int i = 0; i < L; i++) {
+        const float w = s->pw[i + e0];
+        float *restrict o = ob + (size_t)i * x.ldv;
+        const float *restrict a = s->ib + (size_t)i * x.ldv;
+        for (int y = 0; y < ps->dv; y++) o[y] += w * a[y];
     }
 }
 
@@ -323,7 +343,7 @@ static void la_pair_seq(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b
     for (int64_t b0 = 0; b0 < n; b0 += blk) {
         const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
         la_phase1(ps, kern, b, h, b0, L, e0, s, s->kb, s->vb, s->ob);
-        if (!(b0 == 0 && !ps->s_in.data)) kern->pv(ps->dk, L, x.dvpad, s->qts, x.ldb, s->S, x.ldv, s->ob, x.ldv);
+        if (!(b0 == 0 && !ps->s_in.data)) la_inter(ps, kern, L, e0, s->S, s->ob, s);
         kern->pvb(L, ps->dk, x.dvpad, s->kb, x.ldk, s->vb, x.ldv, s->S, x.ldv, la_beta(ps, s, b0, L, e0));
         la_store(ps, b, h, b0, L, s->ob, x.ldv, s->tmp);
     }
@@ -420,8 +440,8 @@ ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
                     const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
                     float *kb = win + (size_t)wi * slot, *vb = kb + (size_t)blk * x.ldk, *ob = vb + (size_t)blk * x.ldv;
                     float *sp = ob + (size_t)blk * x.ldv;
-                    la_load_q(ps, kern, b, h, b0, L, e0, &s);
-                    if (!(b0 == 0 && !ps->s_in.data)) kern->pv(ps->dk, L, x.dvpad, s.qts, x.ldb, sp, x.ldv, ob, x.ldv);
+                    la_load_q(ps, kern, b, h, b0, L, &s);
+                    if (!(b0 == 0 && !ps->s_in.data)) la_inter(ps, kern, L, e0, sp, ob, &s);
                     la_store(ps, b, h, b0, L, ob, x.ldv, s.tmp);
                 }
             }

@@ -38,6 +38,8 @@ typedef struct problem {
     int blk;                   /* ak_la_desc.block; 0 = auto */
     int rec;                   /* ak_la_recurrent instead of ak_la_forward */
     int bwd;                   /* ak_la_backward (gradients) instead of the forward */
+    int norm;                  /* ak_la_desc.norm (ak_la_norm): output normalization, AK_LA_NORM_NONE = off */
+    int gate;                  /* ak_la_desc.has_gate: a random output gate (backward: its gradient too) */
 } problem;
 
 int problem_parse(const char *s, problem *p, char *err, size_t errlen);

@@ -7,8 +7,11 @@
  * Inputs: Q, K [Bt][H][Tt][d] and V [Bt][H][Tt][e] random (unit variance, seeded) in the problem's dtype;
  * `ragged`: Bt = 1, Tt = the packed total, cu_seqlens from the decode formula (ragged_len); `decay`:
  * log_decay from ak_la_log_decay(mode, H, layer 0, 1 layer); `state`: a random f32 initial state
- * [B][H][d][e] and a final-state output. Backward: dO random in the output dtype, with `state` also a
- * random f32 gradient of the final state; dQ, dK, dV in the input dtype (dS0 f32). Outputs NaN-poisoned.
+ * [B][H][d][e] and a final-state output; `srms`: ak_la_desc.norm = AK_LA_NORM_SRMS (default norm_eps); `gate`:
+ * has_gate with a random gate [Bt][H][Tt][e] in the input dtype (drawn after every other input, so a seed
+ * gives the other inputs of the problem without it). Backward: dO random in the output dtype, with `state`
+ * also a random f32 gradient of the final state; dQ, dK, dV (and d_gate) in the input dtype (dS0 f32).
+ * Outputs NaN-poisoned.
  *
  * check: the optimized call on the whole problem, then per (sequence, head) pair, as a problem of its own
  * (batch 1, one head, views into the same buffers), ak_la_forward_ref / ak_la_backward_ref in double and
@@ -20,6 +23,15 @@
  * only, so the prefix is a problem of its own); the backward's dQ rows [0, m) (prefix, likewise) and its
  * dK, dV rows [n - m, n) (dK_s, dV_s depend on rows >= s and the final-state gradient only: the suffix,
  * without the initial state, is a problem of its own); the final state / dS0 of such a pair is not compared.
+ * The naive baseline applies the norm / gate in float too (backward: the pre-norm output by the naive forward,
+ * then dx = r (dy - y mean(y . dy)) and d_gate = dO . y per token, then the materialised gradients with dx).
+ * With `srms` the norm mixes the heads of a token, so the unit compared is a sequence with all its heads
+ * (batch 1, H heads) instead of a (sequence, head) pair; everything above holds per unit. d_gate rows [0, m)
+ * come from the prefix, like dQ. With `srms` the backward suffix's dK, dV need the pre-norm output of the
+ * suffix rows, which depends on the rows before: the state before the suffix is computed by the tool (the
+ * recurrence in double, rounded to f32, for the reference; in float for the naive baseline) and given as the
+ * suffix's initial state; that costs (T - m) d e H multiply-adds, and when it does not fit in the cap the
+ * part's dK, dV are not compared (said on the line).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -41,11 +53,14 @@ typedef struct linputs {
     int Bt;                      /* batch dimension of the tensors: 1 when ragged */
     int64_t Tt;                  /* their L dimension: the packed total when ragged */
     int32_t *cu;                 /* ragged: [B + 1] */
-    void *q, *k, *v, *o, *d_o, *dq, *dk, *dv;
+    void *q, *k, *v, *o, *d_o, *dq, *dk, *dv, *gate, *dgate;
     float *log_decay, *s_in, *s_out, *ds_out, *ds_in;
 } linputs;
 
-/* The outputs of the problem's call: buffers, sizes, names, dtypes. Returns their count (<= 4). */
+/* Most outputs of one call: dq, dk, dv, d_gate, dS0. */
+#define LOUT_MAX 5
+
+/* The outputs of the problem's call: buffers, sizes, names, dtypes. Returns their count (<= LOUT_MAX). */
 static int louts(const linputs *in, void **buf, size_t *bytes, const char **name, ak_dtype *dt) {
     const problem *p = &in->p;
     size_t rows = (size_t)in->Bt * (size_t)p->Hq * (size_t)in->Tt, ns = (size_t)p->B * p->Hq * p->d * p->dv;
@@ -54,6 +69,7 @@ static int louts(const linputs *in, void **buf, size_t *bytes, const char **name
         buf[n] = in->dq; bytes[n] = rows * p->d * ak_dtype_size(p->dt_q); name[n] = "dq"; dt[n++] = p->dt_q;
         buf[n] = in->dk; bytes[n] = rows * p->d * ak_dtype_size(p->dt_q); name[n] = "dk"; dt[n++] = p->dt_q;
         buf[n] = in->dv; bytes[n] = rows * p->dv * ak_dtype_size(p->dt_q); name[n] = "dv"; dt[n++] = p->dt_q;
+        if (p->gate) { buf[n] = in->dgate; bytes[n] = rows * p->dv * ak_dtype_size(p->dt_q); name[n] = "d_gate"; dt[n++] = p->dt_q; }
         if (p->state) { buf[n] = in->ds_in; bytes[n] = ns * sizeof(float); name[n] = "dS0"; dt[n++] = AK_F32; }
     } else {
         buf[n] = in->o; bytes[n] = rows * p->dv * ak_dtype_size(p->dt_o); name[n] = "O"; dt[n++] = p->dt_o;
@@ -63,10 +79,10 @@ static int louts(const linputs *in, void **buf, size_t *bytes, const char **name
 }
 
 static void linputs_poison(linputs *in) {
-    void *buf[4];
-    size_t bytes[4];
-    const char *name[4];
-    ak_dtype dt[4];
+    void *buf[LOUT_MAX];
+    size_t bytes[LOUT_MAX];
+    const char *name[LOUT_MAX];
+    ak_dtype dt[LOUT_MAX];
     int n = louts(in, buf, bytes, name, dt);
     for (int i = 0; i < n; i++) memset(buf[i], 0xff, bytes[i]);
 }
@@ -74,7 +90,7 @@ static void linputs_poison(linputs *in) {
 static void linputs_free(linputs *in) {
     free(in->cu);
     free(in->q); free(in->k); free(in->v); free(in->o);
-    free(in->d_o); free(in->dq); free(in->dk); free(in->dv);
+    free(in->d_o); free(in->dq); free(in->dk); free(in->dv); free(in->gate); free(in->dgate);
     free(in->log_decay); free(in->s_in); free(in->s_out); free(in->ds_out); free(in->ds_in);
     memset(in, 0, sizeof(*in));
 }
@@ -133,6 +149,7 @@ static int linputs_create(ak_ctx *ctx, const problem *p, uint64_t seed, linputs 
     double bytes = rows * (2.0 * p->d + p->dv) * sz_q + (double)p->B * p->Hq * p->d * p->dv * 8.0;
     bytes += p->bwd ? rows * ((2.0 * p->d + p->dv) * sz_q + p->dv * (double)ak_dtype_size(p->dt_o))
                     : rows * p->dv * (double)ak_dtype_size(p->dt_o);
+    if (p->gate) bytes += rows * p->dv * sz_q * (p->bwd ? 2.0 : 1.0);
     if (bytes > 1e13) {
         snprintf(err, errlen, "inputs too large (%.3g bytes)", bytes);
         linputs_free(in);
@@ -155,6 +172,9 @@ static int linputs_create(ak_ctx *ctx, const problem *p, uint64_t seed, linputs 
         if (!(in->o = xalloc(nv * ak_dtype_size(p->dt_o)))) goto oom;
         if (p->state && !(in->s_out = xalloc(ns * sizeof(float)))) goto oom;
     }
+    /* the gate last: the other inputs of a seed stay those of the problem without it */
+    if (p->gate && !(in->gate = random_fill(p->dt_q, nv, &rng))) goto oom;
+    if (p->gate && p->bwd && !(in->dgate = xalloc(nv * ak_dtype_size(p->dt_q)))) goto oom;
     if (!(in->log_decay = xalloc(sizeof(float) * (size_t)p->Hq))) goto oom;
     memset(in->log_decay, 0, sizeof(float) * (size_t)p->Hq);
     if (p->decay >= 0) {
@@ -181,6 +201,8 @@ static int linputs_create(ak_ctx *ctx, const problem *p, uint64_t seed, linputs 
     d->return_final_state = p->state && !p->bwd;
     d->block = p->blk;
     d->cu_seqlens = in->cu;
+    d->norm = p->norm;
+    d->has_gate = p->gate;
     ak_la_tensors *t = &in->t;
     ak_la_tensors_init(t);
     t->q = ak_tensor_4d(in->q, p->dt_q, in->Bt, p->Hq, in->Tt, p->d);
@@ -190,6 +212,7 @@ static int linputs_create(ak_ctx *ctx, const problem *p, uint64_t seed, linputs 
     if (p->decay >= 0) t->log_decay = ak_tensor_1d(in->log_decay, AK_F32, p->Hq);
     if (p->state) t->state_in = ak_tensor_4d(in->s_in, AK_F32, p->B, p->Hq, p->d, p->dv);
     if (in->s_out) t->state_out = ak_tensor_4d(in->s_out, AK_F32, p->B, p->Hq, p->d, p->dv);
+    if (p->gate) t->gate = ak_tensor_4d(in->gate, p->dt_q, in->Bt, p->Hq, in->Tt, p->dv);
     ak_la_grads *g = &in->g;
     ak_la_grads_init(g);
     if (p->bwd) {
@@ -202,6 +225,7 @@ static int linputs_create(ak_ctx *ctx, const problem *p, uint64_t seed, linputs 
         g->dq = ak_tensor_4d(in->dq, p->dt_q, in->Bt, p->Hq, in->Tt, p->d);
         g->dk = ak_tensor_4d(in->dk, p->dt_q, in->Bt, p->Hq, in->Tt, p->d);
         g->dv = ak_tensor_4d(in->dv, p->dt_q, in->Bt, p->Hq, in->Tt, p->dv);
+        if (p->gate) g->d_gate = ak_tensor_4d(in->dgate, p->dt_q, in->Bt, p->Hq, in->Tt, p->dv);
     }
     return 0;
 oom:
@@ -227,101 +251,140 @@ static int64_t lbidx(const linputs *in, int b) { return in->cu ? 0 : b; }
 
 /* ---- check ---- */
 
-/* Rows [r, r + m) of head h, batch index bi of a 4-d view: a [1][1][m][n] view of the same memory. */
-static ak_tensor rows_view(ak_tensor t, int64_t bi, int64_t h, int64_t r, int64_t m) {
+/*
+ * The unit of comparison: one (sequence, head) pair, or with `srms` one sequence with all its heads (the norm
+ * mixes the heads of a token). Unit u: sequence u / (H / nh), heads [h0, h0 + nh).
+ */
+static int lunit_heads(const problem *p) { return p->norm != AK_LA_NORM_NONE ? p->Hq : 1; }
+
+/* Rows [r, r + m) of heads [h, h + nh), batch index bi of a 4-d view: a [1][nh][m][n] view of the same memory. */
+static ak_tensor rows_view(ak_tensor t, int64_t bi, int64_t h, int nh, int64_t r, int64_t m) {
     t.data = (char *)t.data + (bi * t.stride[0] + h * t.stride[1] + r * t.stride[2]) * (int64_t)ak_dtype_size(t.dtype);
-    t.shape[0] = t.shape[1] = 1;
+    t.shape[0] = 1;
+    t.shape[1] = nh;
     t.shape[2] = m;
     return t;
 }
 
-/* One (sequence, head) pair restricted to rows [t0, t0 + m), as a problem of its own, with the reference's
- * outputs (f64 O or dQ/dK/dV, f32 state / dS0) in the caller's buffers. */
+/* One unit restricted to rows [t0, t0 + m), as a problem of its own, with the reference's outputs (f64 O or
+ * dQ/dK/dV/d_gate, f32 state / dS0) in the caller's buffers. naive_s0: the naive baseline's initial state
+ * [nh][d][e] instead of t.state_in (the suffix of a norm's backward, below). */
 typedef struct lsub {
     ak_la_desc desc;
     ak_la_tensors t;
     ak_la_grads g;
     int64_t m;
+    int nh;
+    const float *naive_s0;
 } lsub;
 
 /*
- * The sub-problem of pair (b, h), rows [t0, t0 + m). init: the pair's initial state is used (only at t0 = 0);
- * fin: the final state (forward: returned; backward: its gradient used). Reference outputs: out [m][e]
- * (forward O) or out [m][d] + out2 [m][d] + out3 [m][e] (dQ, dK, dV), st [d][e] (final state or dS0).
+ * The sub-problem of unit (b, heads [h0, h0 + nh)), rows [t0, t0 + m). init: the unit's initial state is used
+ * (only at t0 = 0); fin: the final state (forward: returned; backward: its gradient used). s0_ref / s0_naive
+ * (or NULL): an initial state [nh][d][e] of the reference / the naive baseline instead (the state before row
+ * t0). Reference outputs, each [nh][m][.]: out[0] (forward O; backward dQ), out[1] dK, out[2] dV, out[3] d_gate;
+ * st [nh][d][e] (final state or dS0).
  */
-static void lsub_make(const linputs *in, int b, int h, int64_t t0, int64_t m, int init, int fin, double *out,
-                      double *out2, double *out3, float *st, lsub *s) {
+static void lsub_make(const linputs *in, int b, int h0, int64_t t0, int64_t m, int init, int fin, double *const *out,
+                      float *st, float *s0_ref, const float *s0_naive, lsub *s) {
     const problem *p = &in->p;
+    const int nh = lunit_heads(p);
     int64_t bi = lbidx(in, b), r = loff(in, b) + t0;
     memset(s, 0, sizeof(*s));
     s->m = m;
+    s->nh = nh;
+    s->naive_s0 = s0_ref ? s0_naive : NULL;
     s->desc = in->desc;
     s->desc.batch = 1;
-    s->desc.num_heads = 1;
+    s->desc.num_heads = nh;
     s->desc.seqlen = (int32_t)m;
     s->desc.cu_seqlens = NULL;
     s->desc.dtype_o = AK_F64;
-    s->desc.has_initial_state = p->state && init;
+    s->desc.has_initial_state = (p->state && init) || s0_ref;
     s->desc.return_final_state = p->state && fin && !p->bwd;
     ak_la_tensors_init(&s->t);
-    s->t.q = rows_view(in->t.q, bi, h, r, m);
-    s->t.k = rows_view(in->t.k, bi, h, r, m);
-    s->t.v = rows_view(in->t.v, bi, h, r, m);
+    s->t.q = rows_view(in->t.q, bi, h0, nh, r, m);
+    s->t.k = rows_view(in->t.k, bi, h0, nh, r, m);
+    s->t.v = rows_view(in->t.v, bi, h0, nh, r, m);
+    if (p->gate) s->t.gate = rows_view(in->t.gate, bi, h0, nh, r, m);
     if (p->decay >= 0) {
         s->t.log_decay = in->t.log_decay;
-        s->t.log_decay.data = in->log_decay + h;
-        s->t.log_decay.shape[0] = 1;
+        s->t.log_decay.data = in->log_decay + h0;
+        s->t.log_decay.shape[0] = nh;
     }
-    if (s->desc.has_initial_state) s->t.state_in = rows_view(in->t.state_in, b, h, 0, p->d);
+    if (s0_ref) s->t.state_in = ak_tensor_4d(s0_ref, AK_F32, 1, nh, p->d, p->dv);
+    else if (s->desc.has_initial_state) s->t.state_in = rows_view(in->t.state_in, b, h0, nh, 0, p->d);
     ak_la_grads_init(&s->g);
     if (!p->bwd) {
-        s->t.o = ak_tensor_4d(out, AK_F64, 1, 1, m, p->dv);
-        if (s->desc.return_final_state) s->t.state_out = ak_tensor_4d(st, AK_F32, 1, 1, p->d, p->dv);
+        s->t.o = ak_tensor_4d(out[0], AK_F64, 1, nh, m, p->dv);
+        if (s->desc.return_final_state) s->t.state_out = ak_tensor_4d(st, AK_F32, 1, nh, p->d, p->dv);
         return;
     }
-    s->g.d_o = rows_view(in->g.d_o, bi, h, r, m);
+    s->g.d_o = rows_view(in->g.d_o, bi, h0, nh, r, m);
     s->g.has_d_state_out = p->state && fin;
-    if (s->g.has_d_state_out) s->g.d_state_out = rows_view(in->g.d_state_out, b, h, 0, p->d);
-    s->g.dq = ak_tensor_4d(out, AK_F64, 1, 1, m, p->d);
-    s->g.dk = ak_tensor_4d(out2, AK_F64, 1, 1, m, p->d);
-    s->g.dv = ak_tensor_4d(out3, AK_F64, 1, 1, m, p->dv);
-    if (s->desc.has_initial_state) s->g.d_state_in = ak_tensor_4d(st, AK_F32, 1, 1, p->d, p->dv);
+    if (s->g.has_d_state_out) s->g.d_state_out = rows_view(in->g.d_state_out, b, h0, nh, 0, p->d);
+    s->g.dq = ak_tensor_4d(out[0], AK_F64, 1, nh, m, p->d);
+    s->g.dk = ak_tensor_4d(out[1], AK_F64, 1, nh, m, p->d);
+    s->g.dv = ak_tensor_4d(out[2], AK_F64, 1, nh, m, p->dv);
+    if (p->gate) s->g.d_gate = ak_tensor_4d(out[3], AK_F64, 1, nh, m, p->dv);
+    if (s->desc.has_initial_state) s->g.d_state_in = ak_tensor_4d(st, AK_F32, 1, nh, p->d, p->dv);
 }
 
-/* Rows [0, m) of a [1][1][m][n] view (times mul) as contiguous float [m][n]; NULL if out of memory. */
-static float *rows_f32(const ak_tensor *t, int64_t m, int n, float mul) {
+/* Rows [0, m) of head hh of a [1][nh][m][n] view (times mul) as contiguous float [m][n]; NULL if out of memory. */
+static float *rows_f32(const ak_tensor *t, int hh, int64_t m, int n, float mul) {
     float *f = xalloc((size_t)(m > 0 ? m : 1) * (size_t)n * sizeof(float));
     if (!f) return NULL;
     for (int64_t i = 0; i < m; i++)
-        for (int c = 0; c < n; c++) f[i * n + c] = (float)tensor_get(t, 0, 0, i, c) * mul;
+        for (int c = 0; c < n; c++) f[i * n + c] = (float)tensor_get(t, 0, hh, i, c) * mul;
     return f;
 }
 
-static float sub_log_decay(const lsub *s) { return s->desc.has_decay ? *(const float *)s->t.log_decay.data : 0.0f; }
+static float sub_log_decay(const lsub *s, int hh) {
+    return s->desc.has_decay ? ((const float *)s->t.log_decay.data)[hh * s->t.log_decay.stride[0]] : 0.0f;
+}
 
-/* Naive fp32 forward of sub-problem s: token by token S = lambda S + k v^T, o = S^T (c q), all in float.
- * o [m][e], S [d][e] (the final state). 0 = ok, -1 = out of memory. */
+/* The naive baseline's initial state of head hh of s, [d][e] float (zeros without one); NULL if out of memory. */
+static float *naive_state0(const lsub *s, int hh) {
+    const int d = s->desc.head_dim, e = s->desc.head_dim_v;
+    if (s->naive_s0) {
+        float *f = xalloc((size_t)d * e * sizeof(float));
+        if (f) memcpy(f, s->naive_s0 + (size_t)hh * d * e, (size_t)d * e * sizeof(float));
+        return f;
+    }
+    if (s->desc.has_initial_state) return rows_f32(&s->t.state_in, hh, d, e, 1.0f);
+    float *f = xalloc((size_t)d * e * sizeof(float));
+    if (f) memset(f, 0, (size_t)d * e * sizeof(float));
+    return f;
+}
+
+/* Naive fp32 forward of sub-problem s before the norm and gate: per head hh, token by token
+ * S = lambda S + k v^T, o = S^T (c q), all in float. o [nh][m][e], S [nh][d][e] (the final states).
+ * 0 = ok, -1 = out of memory. */
 static int naive_fwd32(const lsub *s, float *o, float *S) {
     const int d = s->desc.head_dim, e = s->desc.head_dim_v;
-    const float lam = expf(sub_log_decay(s)), c = s->desc.scale;
+    const float c = s->desc.scale;
     float *q = xalloc((size_t)d * sizeof(float)), *k = xalloc((size_t)d * sizeof(float));
     float *v = xalloc((size_t)e * sizeof(float));
     int ok = q && k && v;
-    for (int x = 0; ok && x < d; x++)
-        for (int y = 0; y < e; y++)
-            S[x * e + y] = s->desc.has_initial_state ? (float)tensor_get(&s->t.state_in, 0, 0, x, y) : 0.0f;
-    for (int64_t i = 0; ok && i < s->m; i++) {
-        for (int x = 0; x < d; x++) {
-            q[x] = c * (float)tensor_get(&s->t.q, 0, 0, i, x);
-            k[x] = (float)tensor_get(&s->t.k, 0, 0, i, x);
+    for (int hh = 0; ok && hh < s->nh; hh++) {
+        const float lam = expf(sub_log_decay(s, hh));
+        float *Sh = S + (size_t)hh * d * e, *s0 = naive_state0(s, hh);
+        if (!(ok = s0 != NULL)) break;
+        memcpy(Sh, s0, (size_t)d * e * sizeof(float));
+        free(s0);
+        for (int64_t i = 0; i < s->m; i++) {
+            for (int x = 0; x < d; x++) {
+                q[x] = c * (float)tensor_get(&s->t.q, 0, hh, i, x);
+                k[x] = (float)tensor_get(&s->t.k, 0, hh, i, x);
+            }
+            for (int y = 0; y < e; y++) v[y] = (float)tensor_get(&s->t.v, 0, hh, i, y);
+            for (int x = 0; x < d; x++)
+                for (int y = 0; y < e; y++) Sh[x * e + y] = lam * Sh[x * e + y] + k[x] * v[y];
+            float *oi = o + ((size_t)hh * s->m + i) * e;
+            for (int y = 0; y < e; y++) oi[y] = 0.0f;
+            for (int x = 0; x < d; x++)
+                for (int y = 0; y < e; y++) oi[y] += Sh[x * e + y] * q[x];
         }
-        for (int y = 0; y < e; y++) v[y] = (float)tensor_get(&s->t.v, 0, 0, i, y);
-        for (int x = 0; x < d; x++)
-            for (int y = 0; y < e; y++) S[x * e + y] = lam * S[x * e + y] + k[x] * v[y];
-        float *oi = o + i * e;
-        for (int y = 0; y < e; y++) oi[y] = 0.0f;
-        for (int x = 0; x < d; x++)
-            for (int y = 0; y < e; y++) oi[y] += S[x * e + y] * q[x];
     }
     free(q);
     free(k);
@@ -329,22 +392,75 @@ static int naive_fwd32(const lsub *s, float *o, float *S) {
     return ok ? 0 : -1;
 }
 
+/* 1 / sqrt(mean over the token's nh e values of x^2 + eps) in float (1 without a norm); x [nh][m][e]. */
+static float naive_rs(const lsub *s, const float *x, int64_t i) {
+    const int e = s->desc.head_dim_v;
+    if (s->desc.norm == AK_LA_NORM_NONE) return 1.0f;
+    float ss = 0.0f;
+    for (int hh = 0; hh < s->nh; hh++)
+        for (int y = 0; y < e; y++) {
+            float v = x[((size_t)hh * s->m + i) * e + y];
+            ss += v * v;
+        }
+    return 1.0f / sqrtf(ss / (float)(s->nh * e) + s->desc.norm_eps);
+}
+
+/* In place, float: o = o r (. gate), per token over its nh heads (the forward's norm and gate). */
+static void naive_norm_fwd32(const lsub *s, float *o) {
+    const int e = s->desc.head_dim_v;
+    for (int64_t i = 0; i < s->m; i++) {
+        const float rs = naive_rs(s, o, i);
+        for (int hh = 0; hh < s->nh; hh++)
+            for (int y = 0; y < e; y++) {
+                float *v = &o[((size_t)hh * s->m + i) * e + y];
+                *v *= rs;
+                if (s->desc.has_gate) *v *= (float)tensor_get(&s->t.gate, 0, hh, i, y);
+            }
+    }
+}
+
+/* Float, per token: dy = d_o (. gate); dg = d_o . y (iff has_gate); g = r (dy - y mean(y . dy)) with y = x r
+ * (without a norm: g = dy, y = x). x, g, dg [nh][m][e]. */
+static void naive_norm_bwd32(const lsub *s, const float *x, float *g, float *dg) {
+    const int e = s->desc.head_dim_v, gate = s->desc.has_gate, norm = s->desc.norm != AK_LA_NORM_NONE;
+    for (int64_t i = 0; i < s->m; i++) {
+        const float rs = naive_rs(s, x, i);
+        float mean = 0.0f;
+        for (int hh = 0; hh < s->nh; hh++)
+            for (int y = 0; y < e; y++) {
+                float dy = (float)tensor_get(&s->g.d_o, 0, hh, i, y) * (gate ? (float)tensor_get(&s->t.gate, 0, hh, i, y) : 1.0f);
+                mean += x[((size_t)hh * s->m + i) * e + y] * rs * dy;
+            }
+        mean /= (float)(s->nh * e);
+        for (int hh = 0; hh < s->nh; hh++)
+            for (int y = 0; y < e; y++) {
+                const size_t j = ((size_t)hh * s->m + i) * e + y;
+                const float yv = x[j] * rs, go = (float)tensor_get(&s->g.d_o, 0, hh, i, y);
+                const float dy = go * (gate ? (float)tensor_get(&s->t.gate, 0, hh, i, y) : 1.0f);
+                if (gate) dg[j] = go * yv;
+                g[j] = norm ? rs * (dy - yv * mean) : dy;
+            }
+    }
+}
+
 /*
- * Naive fp32 backward of sub-problem s, materialised (q' = c q, G = dO, powers expf(log_decay * m)):
+ * Naive fp32 backward of head hh of sub-problem s, materialised (q' = c q, G = dO or gin [m][e] (the gradient
+ * of the pre-norm output), powers expf(log_decay * m)):
  *   A[t][s] = lambda^(t-s) q'_t . k_s,  P[t][s] = lambda^(t-s) g_t . v_s   (s <= t)
  *   dq_t = c (sum_s P[t][s] k_s + lambda^(t+1) S0 g_t)      dk_s = sum_t P[t][s] q'_t + lambda^(m-1-s) dSf v_s
  *   dv_s = sum_t A[t][s] g_t + lambda^(m-1-s) dSf^T k_s     dS0 = sum_t lambda^(t+1) q'_t g_t^T + lambda^m dSf
  * dq, dk [m][d], dv [m][e], ds0 [d][e]. 0 = ok, -1 = out of memory.
  */
-static int naive_bwd32(const lsub *s, float *dq, float *dk, float *dv, float *ds0) {
+static int naive_bwd32(const lsub *s, int hh, const float *gin, float *dq, float *dk, float *dv, float *ds0) {
     const int d = s->desc.head_dim, e = s->desc.head_dim_v;
     const int64_t m = s->m;
-    const float ld = sub_log_decay(s), c = s->desc.scale;
+    const float ld = sub_log_decay(s, hh), c = s->desc.scale;
     const int init = s->desc.has_initial_state, fin = s->g.has_d_state_out;
-    float *q = rows_f32(&s->t.q, m, d, c), *k = rows_f32(&s->t.k, m, d, 1.0f), *v = rows_f32(&s->t.v, m, e, 1.0f);
-    float *g = rows_f32(&s->g.d_o, m, e, 1.0f);
+    float *q = rows_f32(&s->t.q, hh, m, d, c), *k = rows_f32(&s->t.k, hh, m, d, 1.0f), *v = rows_f32(&s->t.v, hh, m, e, 1.0f);
+    float *gbuf = gin ? NULL : rows_f32(&s->g.d_o, hh, m, e, 1.0f);
+    const float *g = gin ? gin : gbuf;
     float *A = xalloc((size_t)(m > 0 ? m * m : 1) * sizeof(float)), *P = xalloc((size_t)(m > 0 ? m * m : 1) * sizeof(float));
-    float *S0 = init ? rows_f32(&s->t.state_in, d, e, 1.0f) : NULL, *Sf = fin ? rows_f32(&s->g.d_state_out, d, e, 1.0f) : NULL;
+    float *S0 = init ? naive_state0(s, hh) : NULL, *Sf = fin ? rows_f32(&s->g.d_state_out, hh, d, e, 1.0f) : NULL;
     int ok = q && k && v && g && A && P && (!init || S0) && (!fin || Sf);
     for (int64_t t = 0; ok && t < m; t++)
         for (int64_t j = 0; j <= t; j++) {
@@ -393,16 +509,21 @@ static int naive_bwd32(const lsub *s, float *dq, float *dk, float *dv, float *ds
             for (int64_t t = 0; t < m; t++) acc += expf(ld * (float)(t + 1)) * q[t * d + x] * g[t * e + y];
             ds0[x * e + y] = acc;
         }
-    free(q); free(k); free(v); free(g); free(A); free(P); free(S0); free(Sf);
+    free(q); free(k); free(v); free(gbuf); free(A); free(P); free(S0); free(Sf);
     return ok ? 0 : -1;
 }
 
-/* Reference multiply-adds of a sub-problem of m rows (what ak_la_forward_ref / ak_la_backward_ref loop over). */
+/* Reference multiply-adds of a sub-problem of m rows of one head (what ak_la_forward_ref / ak_la_backward_ref
+ * loop over; with a norm or gate the backward reference runs the forward one first); times the unit's heads. */
 static double ref_cost(const problem *p, double m) {
     double de = (double)p->d * p->dv;
-    if (p->bwd) return 1.5 * m * (m + 1.0) * de + (p->state ? m * de : 0.0);
-    return 0.5 * m * (m + 1.0) * (p->d + p->dv) + m * de * (p->state ? 2.0 : 1.0);
+    double fwd = 0.5 * m * (m + 1.0) * (p->d + p->dv) + m * de * (p->state ? 2.0 : 1.0);
+    double c = !p->bwd ? fwd : 1.5 * m * (m + 1.0) * de + (p->state ? m * de : 0.0) + (p->norm || p->gate ? fwd : 0.0);
+    return c * lunit_heads(p);
 }
+
+/* Multiply-adds of the state before row `rows` of a unit (the suffix of a norm's backward, below). */
+static double state_cost(const problem *p, double rows) { return rows * p->d * p->dv * lunit_heads(p); }
 
 /* Largest m in [0, n] with cost(m) (times `subs` sub-problems) <= budget. */
 static int64_t rows_within(const problem *p, int64_t n, int subs, double budget) {
@@ -415,71 +536,148 @@ static int64_t rows_within(const problem *p, int64_t n, int subs, double budget)
     return lo;
 }
 
-/* Compared outputs: forward O, state; backward dq, dk, dv, dS0. */
-enum { Q_O = 0, Q_STATE = 1, Q_DQ = 0, Q_DK = 1, Q_DV = 2, Q_DS0 = 3 };
+/* Compared outputs: forward O, state; backward dq, dk, dv, d_gate, dS0. */
+enum { Q_O = 0, Q_STATE = 1, Q_DQ = 0, Q_DK = 1, Q_DV = 2, Q_DG = 3, Q_DS0 = 4, Q_COUNT = 5 };
 
-/* Fold rows [0, m) of a reference [m][n] (f64) and naive [m][n] (f32) into q against the optimized output
- * rows [r, r + m) of head h, batch index bi of view t. */
-static void fold_rows(qerr *q, const ak_tensor *t, int64_t bi, int64_t h, int64_t r, int64_t m, int n,
+/* Fold rows [0, m) of heads [0, nh) of a reference [nh][m][n] (f64) and naive [nh][m][n] (f32) into q against
+ * the optimized output rows [r, r + m) of heads [h0, h0 + nh), batch index bi of view t. */
+static void fold_rows(qerr *q, const ak_tensor *t, int64_t bi, int h0, int nh, int64_t r, int64_t m, int n,
                       const double *ref, const float *n32) {
-    for (int64_t i = 0; i < m; i++)
-        for (int c = 0; c < n; c++) qerr_add(q, tensor_get(t, bi, h, r + i, c), ref[i * n + c], n32[i * n + c]);
+    for (int hh = 0; hh < nh; hh++)
+        for (int64_t i = 0; i < m; i++) {
+            size_t row = (size_t)hh * (size_t)m + (size_t)i;
+            for (int c = 0; c < n; c++)
+                qerr_add(q, tensor_get(t, bi, h0 + hh, r + i, c), ref[row * n + c], n32[row * n + c]);
+        }
 }
 
-/* The [d][e] state of pair (b, h) of view t against the reference (f32) and the naive [d][e]. */
-static void fold_state(qerr *q, const ak_tensor *t, int b, int h, int d, int e, const float *ref, const float *n32) {
-    for (int x = 0; x < d; x++)
-        for (int y = 0; y < e; y++) qerr_add(q, tensor_get(t, b, h, x, y), ref[x * e + y], n32[x * e + y]);
+/* The [d][e] states of heads [h0, h0 + nh) of sequence b of view t against the reference (f32) and the naive
+ * [nh][d][e]. */
+static void fold_state(qerr *q, const ak_tensor *t, int b, int h0, int nh, int d, int e, const float *ref, const float *n32) {
+    for (int hh = 0; hh < nh; hh++)
+        for (int x = 0; x < d; x++)
+            for (int y = 0; y < e; y++) {
+                size_t j = ((size_t)hh * d + x) * e + y;
+                qerr_add(q, tensor_get(t, b, h0 + hh, x, y), ref[j], n32[j]);
+            }
 }
 
-/* Per-pair scratch of check: reference outputs (f64, states f32) and naive fp32 outputs, for up to m rows. */
+/* Per-unit scratch of check: reference outputs (f64, states f32) and naive fp32 outputs, for up to m rows of
+ * nh heads; sr, sn: the initial states of a suffix (reference, naive). */
 typedef struct lscratch {
-    double *r1, *r2, *r3;
-    float *n1, *n2, *n3, *rs, *ns;
+    double *r[4];
+    float *n[4], *rs, *ns, *sr, *sn;
 } lscratch;
 
 static void lscratch_free(lscratch *w) {
-    free(w->r1); free(w->r2); free(w->r3);
-    free(w->n1); free(w->n2); free(w->n3); free(w->rs); free(w->ns);
+    for (int i = 0; i < 4; i++) {
+        free(w->r[i]);
+        free(w->n[i]);
+    }
+    free(w->rs); free(w->ns); free(w->sr); free(w->sn);
     memset(w, 0, sizeof(*w));
 }
 
 static int lscratch_alloc(const problem *p, int64_t m, lscratch *w) {
-    size_t rows = (size_t)(m > 0 ? m : 1), dmax = (size_t)(p->d > p->dv ? p->d : p->dv), ns = (size_t)p->d * p->dv;
+    size_t nh = (size_t)lunit_heads(p), rows = (size_t)(m > 0 ? m : 1) * nh;
+    size_t dmax = (size_t)(p->d > p->dv ? p->d : p->dv), ns = (size_t)p->d * p->dv * nh;
+    int ok = 1;
     memset(w, 0, sizeof(*w));
-    w->r1 = xalloc(rows * dmax * sizeof(double));
-    w->r2 = xalloc(rows * dmax * sizeof(double));
-    w->r3 = xalloc(rows * dmax * sizeof(double));
-    w->n1 = xalloc(rows * dmax * sizeof(float));
-    w->n2 = xalloc(rows * dmax * sizeof(float));
-    w->n3 = xalloc(rows * dmax * sizeof(float));
+    for (int i = 0; i < 4; i++) {
+        w->r[i] = xalloc(rows * dmax * sizeof(double));
+        w->n[i] = xalloc(rows * dmax * sizeof(float));
+        ok &= w->r[i] && w->n[i];
+    }
     w->rs = xalloc(ns * sizeof(float));
     w->ns = xalloc(ns * sizeof(float));
-    if (w->r1 && w->r2 && w->r3 && w->n1 && w->n2 && w->n3 && w->rs && w->ns) return 0;
+    w->sr = xalloc(ns * sizeof(float));
+    w->sn = xalloc(ns * sizeof(float));
+    if (ok && w->rs && w->ns && w->sr && w->sn) return 0;
     lscratch_free(w);
     return -1;
 }
 
+/* Naive fp32 backward of sub-problem s (all its heads): with a norm or gate, the pre-norm output x by the naive
+ * forward, then dx (and d_gate) per token, then the materialised gradients per head. 0 = ok. */
+static int naive_bwd_unit(const lsub *s, lscratch *w) {
+    const int d = s->desc.head_dim, e = s->desc.head_dim_v;
+    const size_t me = (size_t)s->m * e, md = (size_t)s->m * d, de = (size_t)d * e;
+    float *x = NULL, *gx = NULL, *S = NULL;
+    int ok = 1;
+    if (s->desc.norm != AK_LA_NORM_NONE || s->desc.has_gate) {
+        x = xalloc((me ? me : 1) * s->nh * sizeof(float));
+        gx = xalloc((me ? me : 1) * s->nh * sizeof(float));
+        S = xalloc(de * s->nh * sizeof(float));
+        ok = x && gx && S && naive_fwd32(s, x, S) == 0;
+        if (ok) naive_norm_bwd32(s, x, gx, w->n[3]);
+    }
+    for (int hh = 0; ok && hh < s->nh; hh++)
+        ok = naive_bwd32(s, hh, gx ? gx + hh * me : NULL, w->n[0] + hh * md, w->n[1] + hh * md, w->n[2] + hh * me,
+                         w->ns + hh * de) == 0;
+    free(x);
+    free(gx);
+    free(S);
+    return ok ? 0 : -1;
+}
+
 /* Reference (on ctx) and naive fp32 of sub-problem s into w; prints the error. 0 = ok. */
-static int lsub_run(ak_ctx *ctx, const lsub *s, lscratch *w, int b, int h) {
-    ak_status st = s->g.dq.data ? ak_la_backward_ref(ctx, &s->desc, &s->t, &s->g) : ak_la_forward_ref(ctx, &s->desc, &s->t);
+static int lsub_run(ak_ctx *ctx, const lsub *s, lscratch *w, int b, int h0) {
+    const int bwd = s->g.dq.data != NULL;
+    ak_status st = bwd ? ak_la_backward_ref(ctx, &s->desc, &s->t, &s->g) : ak_la_forward_ref(ctx, &s->desc, &s->t);
     if (st != AK_OK) {
-        printf("ERROR %s (sequence %d, head %d): %s\n", s->g.dq.data ? "ak_la_backward_ref" : "ak_la_forward_ref", b, h,
-               error_text(ctx, st));
+        printf("ERROR %s (sequence %d, head %d%s): %s\n", bwd ? "ak_la_backward_ref" : "ak_la_forward_ref", b, h0,
+               s->nh > 1 ? " on" : "", error_text(ctx, st));
         return -1;
     }
-    int rc = s->g.dq.data ? naive_bwd32(s, w->n1, w->n2, w->n3, w->ns) : naive_fwd32(s, w->n1, w->ns);
+    int rc;
+    if (bwd) rc = naive_bwd_unit(s, w);
+    else {
+        rc = naive_fwd32(s, w->n[0], w->ns);
+        if (rc == 0) naive_norm_fwd32(s, w->n[0]);
+    }
     if (rc != 0) printf("ERROR out of memory in the naive fp32 baseline\n");
     return rc;
 }
 
-/*
- * Compare pair (b, h): whole (m = n) or, when m < n, the exact parts described at the top of this file.
- * Folds into q. 0 = ok (else the error is printed).
- */
-static int check_lpair(ak_ctx *ctx, const linputs *in, int b, int h, int64_t m, qerr *q) {
+/* The states of heads [h0, h0 + nh) of sequence b before its row `rows` (the initial state, if any, then rows
+ * [0, rows)): in double, rounded to f32 (sr: the reference's), and in float (sn: the naive baseline's). */
+static void suffix_state(const linputs *in, int b, int h0, int64_t rows, float *sr, float *sn) {
     const problem *p = &in->p;
-    const int d = p->d, e = p->dv;
+    const int nh = lunit_heads(p), d = p->d, e = p->dv;
+    const int64_t bi = lbidx(in, b), r0 = loff(in, b);
+    double *S = xalloc((size_t)d * e * sizeof(double));
+    for (int hh = 0; S && hh < nh; hh++) {
+        const int h = h0 + hh;
+        const double lam = exp((double)in->log_decay[h]);   /* zeros without decay: lambda = 1 */
+        const float lamf = expf(in->log_decay[h]);
+        float *Sn = sn + (size_t)hh * d * e;
+        for (int x = 0; x < d; x++)
+            for (int y = 0; y < e; y++) {
+                double v = p->state ? tensor_get(&in->t.state_in, b, h, x, y) : 0.0;
+                S[x * e + y] = v;
+                Sn[x * e + y] = (float)v;
+            }
+        for (int64_t i = 0; i < rows; i++)
+            for (int x = 0; x < d; x++) {
+                const double k = tensor_get(&in->t.k, bi, h, r0 + i, x);
+                for (int y = 0; y < e; y++) {
+                    const double v = tensor_get(&in->t.v, bi, h, r0 + i, y);
+                    S[x * e + y] = lam * S[x * e + y] + k * v;
+                    Sn[x * e + y] = lamf * Sn[x * e + y] + (float)k * (float)v;
+                }
+            }
+        for (size_t j = 0; j < (size_t)d * e; j++) sr[(size_t)hh * d * e + j] = (float)S[j];
+    }
+    free(S);
+}
+
+/*
+ * Compare unit (b, heads from h0): whole (m = n) or, when m < n, the exact parts described at the top of this
+ * file (dkdv = 0: the part's dK, dV are not compared). Folds into q. 0 = ok (else the error is printed).
+ */
+static int check_lpair(ak_ctx *ctx, const linputs *in, int b, int h0, int64_t m, int dkdv, qerr *q) {
+    const problem *p = &in->p;
+    const int d = p->d, e = p->dv, nh = lunit_heads(p);
     const int64_t n = llen(in, b), r0 = loff(in, b), bi = lbidx(in, b);
     const int whole = m == n;
     lscratch w;
@@ -490,22 +688,26 @@ static int check_lpair(ak_ctx *ctx, const linputs *in, int b, int h, int64_t m, 
     }
     int rc = -1;
     if (!p->bwd) {
-        lsub_make(in, b, h, 0, m, 1, whole, w.r1, NULL, NULL, w.rs, &s);
-        if (lsub_run(ctx, &s, &w, b, h) != 0) goto done;
-        fold_rows(&q[Q_O], &in->t.o, bi, h, r0, m, e, w.r1, w.n1);
-        if (p->state && whole) fold_state(&q[Q_STATE], &in->t.state_out, b, h, d, e, w.rs, w.ns);
+        lsub_make(in, b, h0, 0, m, 1, whole, w.r, w.rs, NULL, NULL, &s);
+        if (lsub_run(ctx, &s, &w, b, h0) != 0) goto done;
+        fold_rows(&q[Q_O], &in->t.o, bi, h0, nh, r0, m, e, w.r[0], w.n[0]);
+        if (p->state && whole) fold_state(&q[Q_STATE], &in->t.state_out, b, h0, nh, d, e, w.rs, w.ns);
     } else {
-        /* dq (and, whole, everything) from the prefix [0, m) */
-        lsub_make(in, b, h, 0, m, 1, whole, w.r1, w.r2, w.r3, w.rs, &s);
-        if (lsub_run(ctx, &s, &w, b, h) != 0) goto done;
-        fold_rows(&q[Q_DQ], &in->g.dq, bi, h, r0, m, d, w.r1, w.n1);
-        if (whole && p->state) fold_state(&q[Q_DS0], &in->g.d_state_in, b, h, d, e, w.rs, w.ns);
-        if (!whole) {   /* dk, dv from the suffix [n - m, n), without the initial state */
-            lsub_make(in, b, h, n - m, m, 0, 1, w.r1, w.r2, w.r3, w.rs, &s);
-            if (lsub_run(ctx, &s, &w, b, h) != 0) goto done;
+        /* dq, d_gate (and, whole, everything) from the prefix [0, m) */
+        lsub_make(in, b, h0, 0, m, 1, whole, w.r, w.rs, NULL, NULL, &s);
+        if (lsub_run(ctx, &s, &w, b, h0) != 0) goto done;
+        fold_rows(&q[Q_DQ], &in->g.dq, bi, h0, nh, r0, m, d, w.r[0], w.n[0]);
+        if (p->gate) fold_rows(&q[Q_DG], &in->g.d_gate, bi, h0, nh, r0, m, e, w.r[3], w.n[3]);
+        if (whole && p->state) fold_state(&q[Q_DS0], &in->g.d_state_in, b, h0, nh, d, e, w.rs, w.ns);
+        if (!whole && dkdv) {   /* dk, dv from the suffix [n - m, n), without the initial state (norm: with the state before it) */
+            if (p->norm != AK_LA_NORM_NONE) suffix_state(in, b, h0, n - m, w.sr, w.sn);
+            lsub_make(in, b, h0, n - m, m, 0, 1, w.r, w.rs, p->norm != AK_LA_NORM_NONE ? w.sr : NULL, w.sn, &s);
+            if (lsub_run(ctx, &s, &w, b, h0) != 0) goto done;
         }
-        fold_rows(&q[Q_DK], &in->g.dk, bi, h, r0 + n - m, m, d, w.r2, w.n2);
-        fold_rows(&q[Q_DV], &in->g.dv, bi, h, r0 + n - m, m, e, w.r3, w.n3);
+        if (whole || dkdv) {
+            fold_rows(&q[Q_DK], &in->g.dk, bi, h0, nh, r0 + n - m, m, d, w.r[1], w.n[1]);
+            fold_rows(&q[Q_DV], &in->g.dv, bi, h0, nh, r0 + n - m, m, e, w.r[2], w.n[2]);
+        }
     }
     rc = 0;
 done:
@@ -521,36 +723,38 @@ static double elem(const void *buf, ak_dtype t, size_t i) {
 
 /* NaN elements left in the outputs (ones the call did not write). */
 static size_t lcount_nan(const linputs *in) {
-    void *buf[4];
-    size_t bytes[4], n = 0;
-    const char *name[4];
-    ak_dtype dt[4];
+    void *buf[LOUT_MAX];
+    size_t bytes[LOUT_MAX], n = 0;
+    const char *name[LOUT_MAX];
+    ak_dtype dt[LOUT_MAX];
     int k = louts(in, buf, bytes, name, dt);
     for (int i = 0; i < k; i++)
         for (size_t j = 0; j < bytes[i] / ak_dtype_size(dt[i]); j++) n += isnan(elem(buf[i], dt[i], j)) != 0;
     return n;
 }
 
-/* Check one linear problem: the optimized call on the whole problem, reference and naive on chosen pairs. */
+/* Check one linear problem: the optimized call on the whole problem, reference and naive on chosen units. */
 int linear_check_one(ak_ctx *ctx, const options *o, const problem *p) {
-    char name[512], err[256], extra[320];
+    char name[512], err[256], extra[400];
     problem_format(p, name, sizeof(name));
     printf("%-52s ", name);
     fflush(stdout);
     linputs in;
     if (linputs_create(ctx, p, o->seed, &in, err, sizeof(err)) != 0) { printf("ERROR %s\n", err); return 1; }
-    int n_pairs = p->B * p->Hq, rc = 1;
+    const int nh = lunit_heads(p), per_seq = p->Hq / nh, norm = p->norm != AK_LA_NORM_NONE;
+    const char *units = norm ? "sequences (all heads: srms)" : "(seq, head) pairs";
+    int n_pairs = p->B * per_seq, rc = 1;
     int *pairs = malloc(sizeof(int) * (size_t)n_pairs);
     ak_status st = pairs ? lrun(ctx, &in) : AK_ERR_OUT_OF_MEMORY;
     if (st != AK_OK) {
         printf("ERROR %s\n", error_text(ctx, st));
         goto done;
     }
-    qerr q[4];
+    qerr q[Q_COUNT], items[Q_COUNT];
     memset(q, 0, sizeof(q));
     if (p->bwd) {
-        q[Q_DQ].name = "dq"; q[Q_DK].name = "dk"; q[Q_DV].name = "dv"; q[Q_DS0].name = "dS0";
-        q[Q_DQ].dt = q[Q_DK].dt = q[Q_DV].dt = p->dt_q;
+        q[Q_DQ].name = "dq"; q[Q_DK].name = "dk"; q[Q_DV].name = "dv"; q[Q_DG].name = "d_gate"; q[Q_DS0].name = "dS0";
+        q[Q_DQ].dt = q[Q_DK].dt = q[Q_DV].dt = q[Q_DG].dt = p->dt_q;
         q[Q_DS0].dt = AK_F32;
     } else {
         q[Q_STATE].name = "state";
@@ -559,44 +763,71 @@ int linear_check_one(ak_ctx *ctx, const options *o, const problem *p) {
     }
     pair_order(n_pairs, o->seed, pairs);
     double used = 0.0;
-    int checked = 0, part_b = -1;
+    int checked = 0, part_b = -1, part_dkdv = 1;
     int64_t part_m = 0, part_n = 0;
-    int subs = p->bwd ? 2 : 1;   /* a part of a backward pair takes two references (prefix, suffix) */
     for (int i = 0; i < n_pairs; i++) {
-        int b = pairs[i] / p->Hq, h = pairs[i] % p->Hq;
+        int b = pairs[i] / per_seq, h0 = (pairs[i] % per_seq) * nh, dkdv = 1;
         int64_t n = llen(&in, b), m = n;
         double c = ref_cost(p, (double)n);
         if (!o->full_check && used + c > (double)LINEAR_REF_CAP) {
             if (part_b >= 0) continue;   /* one part at most */
-            m = rows_within(p, n, subs, (double)LINEAR_REF_CAP - used);
+            /* a part of a backward unit takes two references (prefix, suffix); with a norm the suffix also
+             * needs the state before it, or its dk/dv are left out */
+            double avail = (double)LINEAR_REF_CAP - used, sc = p->bwd && norm ? state_cost(p, (double)n) : 0.0;
+            if (!p->bwd) m = rows_within(p, n, 1, avail);
+            else if (!norm || avail - sc >= 2.0 * ref_cost(p, 1.0)) m = rows_within(p, n, 2, avail - sc);
+            else {
+                dkdv = 0;
+                m = rows_within(p, n, 1, avail);
+            }
             if (m < 1 && checked > 0) continue;
             if (m < 1) m = n > 0 ? 1 : 0;
             if (m < n) {
                 part_b = b;
                 part_m = m;
                 part_n = n;
-                c = subs * ref_cost(p, (double)m);
+                part_dkdv = dkdv;
+                c = (p->bwd && dkdv ? 2 : 1) * ref_cost(p, (double)m) + (dkdv && sc > 0 ? state_cost(p, (double)(n - m)) : 0.0);
+            } else {
+                dkdv = 1;
             }
         }
-        if (check_lpair(ctx, &in, b, h, m, q) != 0) goto done;
+        if (check_lpair(ctx, &in, b, h0, m, dkdv, q) != 0) goto done;
         used += c;
         checked++;
     }
     size_t nan = lcount_nan(&in), len = 0;
     extra[0] = '\0';
     if (checked < n_pairs || part_b >= 0)
-        len += (size_t)snprintf(extra + len, sizeof(extra) - len, "  | %d of %d (seq, head) pairs", checked, n_pairs);
+        len += (size_t)snprintf(extra + len, sizeof(extra) - len, "  | %d of %d %s", checked, n_pairs, units);
     if (part_b >= 0 && !p->bwd)
         len += (size_t)snprintf(extra + len, sizeof(extra) - len, ", one on rows [0, %lld) of %lld%s", (long long)part_m,
                                 (long long)part_n, p->state ? " (no final state)" : "");
-    if (part_b >= 0 && p->bwd)
-        len += (size_t)snprintf(extra + len, sizeof(extra) - len, ", one on dq rows [0, %lld), dk/dv rows [%lld, %lld)%s",
-                                (long long)part_m, (long long)(part_n - part_m), (long long)part_n, p->state ? " (no dS0)" : "");
+    if (part_b >= 0 && p->bwd && part_dkdv)
+        len += (size_t)snprintf(extra + len, sizeof(extra) - len, ", one on dq%s rows [0, %lld), dk/dv rows [%lld, %lld)%s",
+                                p->gate ? "/d_gate" : "", (long long)part_m, (long long)(part_n - part_m),
+                                (long long)part_n, p->state ? " (no dS0)" : "");
+    if (part_b >= 0 && p->bwd && !part_dkdv)
+        len += (size_t)snprintf(extra + len, sizeof(extra) - len, ", one on dq%s rows [0, %lld) of %lld (no dk/dv: the state "
+                                "before their suffix is over the cap%s)", p->gate ? "/d_gate" : "", (long long)part_m,
+                                (long long)part_n, p->state ? "; no dS0" : "");
     if (checked < n_pairs || part_b >= 0) len += (size_t)snprintf(extra + len, sizeof(extra) - len, " (--full: all)");
     if (nan) snprintf(extra + len, sizeof(extra) - len, "  | %zu outputs NaN (unwritten)", nan);
-    /* the final state / dS0 (the last item) only when some pair was compared whole */
-    int whole = checked > (part_b >= 0), items = p->bwd ? 3 + (p->state && whole) : 1 + (p->state && whole);
-    rc = report_items(lkernel(p), q, items, nan != 0, extra);
+    /* the final state / dS0 only when some unit was compared whole; dk/dv unless only a part without them was */
+    int whole = checked > (part_b >= 0), n_items = 0;
+    if (!p->bwd) {
+        items[n_items++] = q[Q_O];
+        if (p->state && whole) items[n_items++] = q[Q_STATE];
+    } else {
+        items[n_items++] = q[Q_DQ];
+        if (whole || part_dkdv) {
+            items[n_items++] = q[Q_DK];
+            items[n_items++] = q[Q_DV];
+        }
+        if (p->gate) items[n_items++] = q[Q_DG];
+        if (p->state && whole) items[n_items++] = q[Q_DS0];
+    }
+    rc = report_items(lkernel(p), items, n_items, nan != 0, extra);
 done:
     free(pairs);
     linputs_free(&in);
@@ -607,10 +838,10 @@ done:
 
 /* The problem's call on ctx with poisoned outputs, the outputs copied to out (concatenated). 0 = ok. */
 static int lrun_copy(ak_ctx *ctx, linputs *in, unsigned char *out) {
-    void *buf[4];
-    size_t bytes[4];
-    const char *name[4];
-    ak_dtype dt[4];
+    void *buf[LOUT_MAX];
+    size_t bytes[LOUT_MAX];
+    const char *name[LOUT_MAX];
+    ak_dtype dt[LOUT_MAX];
     int k = louts(in, buf, bytes, name, dt);
     linputs_poison(in);
     ak_status st = lrun(ctx, in);
@@ -627,10 +858,10 @@ static int lrun_copy(ak_ctx *ctx, linputs *in, unsigned char *out) {
 
 /* Compare two concatenated results output by output; prints what differs. 0 = identical. */
 static int lsame_bits(const linputs *in, const char *what, const unsigned char *a, const unsigned char *b) {
-    void *buf[4];
-    size_t bytes[4], off = 0;
-    const char *name[4];
-    ak_dtype dt[4];
+    void *buf[LOUT_MAX];
+    size_t bytes[LOUT_MAX], off = 0;
+    const char *name[LOUT_MAX];
+    ak_dtype dt[LOUT_MAX];
     int k = louts(in, buf, bytes, name, dt), differ = 0;
     for (int i = 0; i < k; i++) {
         long long first;
@@ -653,10 +884,10 @@ int linear_bitwise_one(ak_ctx *ctx_n, ak_ctx *ctx_1, const options *o, const pro
     fflush(stdout);
     linputs in;
     if (linputs_create(ctx_n, p, o->seed, &in, err, sizeof(err)) != 0) { printf("ERROR %s\n", err); return 1; }
-    void *buf[4];
-    size_t bytes[4], total = 0;
-    const char *bname[4];
-    ak_dtype dt[4];
+    void *buf[LOUT_MAX];
+    size_t bytes[LOUT_MAX], total = 0;
+    const char *bname[LOUT_MAX];
+    ak_dtype dt[LOUT_MAX];
     int k = louts(&in, buf, bytes, bname, dt), rc = 1;
     for (int i = 0; i < k; i++) total += bytes[i];
     unsigned char *ra = xalloc(total), *rb = xalloc(total), *rc1 = xalloc(total);
@@ -681,7 +912,8 @@ int linear_bitwise_one(ak_ctx *ctx_n, ak_ctx *ctx_1, const options *o, const pro
 
 /* ---- bench ---- */
 
-/* Useful FLOPs of the problem's call: per head and token, with B the block (chunked forms):
+/* Useful FLOPs of the problem's call: per head and token, with B the block (chunked forms); `srms` and `gate`
+ * (O(H e) per token) are not counted:
  *   chunked forward 2 (B (d + e) / 2 + 2 d e)     (intra: about B/2 keys per query for q.k and p.v;
  *                                                  inter and the state update: d e each)
  *   recurrent       2 (2 d e)                     (state update, o = S^T q)
@@ -730,6 +962,8 @@ static void make_lrow(bench_row *r, const bench_env *env, const options *o, cons
     add_int(r, "ragged", p->ragged);
     add_str(r, "form", p->rec ? "recurrent" : "chunked");
     add_str(r, "pass", p->bwd ? "backward" : "forward");
+    add_str(r, "norm", p->norm == AK_LA_NORM_SRMS ? "srms" : "none");
+    add_int(r, "gate", p->gate);
     add_str(r, "build_commit", env->commit);
     add_str(r, "cpu", env->cpu);
     add_str(r, "isa", env->isa);

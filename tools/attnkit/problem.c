@@ -25,7 +25,9 @@
  *   q<T> tokens per sequence (required)   d<d> (required)   e<e> = dv<e> [d]   f32|bf16|f16 (q, k, v; and o
  *   unless o<dtype>)   scale<x> [1]   decay | decay<official|minimax|paper> (ak_la_log_decay, layer 0 of 1)
  *   state (random initial state, final state returned)   blk<N> [0 = auto]   ragged | ragged<lo> (as decode)
- *   rec (the recurrent form)   bwd (the backward pass)   nodecay nostate norec nobwd noragged: the defaults.
+ *   srms (output SRMSNorm over the heads of a token, ak_la_desc.norm)   gate (a random output gate,
+ *   has_gate; backward: d_gate)   rec (the recurrent form)   bwd (the backward pass)
+ *   nodecay nostate nosrms nogate norec nobwd noragged: the defaults.
  *   Not for linear problems: hkv, k, causal (always), masks, softcap, alibi, sinks, lse, kv<dtype>, layouts, varlen.
  * A sweep spec puts comma lists in tokens: hkv8,2 = hkv8 | hkv2 ("hkv" carries over to an
  * alternative that starts with a digit, '.' or '-'); causal,nocausal; f32,bf16. Every
@@ -41,7 +43,7 @@ enum field {
     F_B, F_H, F_HKV, F_Q, F_K, F_D, F_DV, F_CAUSAL, F_WIN, F_WR, F_SOFTCAP, F_ALIBI, F_SINKS, F_LSE,
     F_SCALE, F_DTYPE, F_KVDTYPE, F_ODTYPE, F_LAYOUT, F_VARLEN,
     F_DECODE, F_PAGE, F_PLAYOUT, F_VOCAB, F_RAGGED, F_PREFIX, F_WORKERS, F_TILE,
-    F_LINEAR, F_DECAY, F_STATE, F_BLK, F_REC, F_BWD, F_COUNT
+    F_LINEAR, F_DECAY, F_STATE, F_BLK, F_REC, F_BWD, F_NORM, F_GATE, F_COUNT
 };
 
 /* The kinds of problem a field applies to. */
@@ -63,7 +65,7 @@ static const char *field_name[F_COUNT] = {
     "b", "h", "hkv", "q", "k", "d", "dv", "causal", "win", "wr", "softcap", "alibi", "sinks", "lse",
     "scale", "dtype", "kv<dtype>", "o<dtype>", "layout", "varlen",
     "decode", "page", "page layout", "csr", "ragged", "prefix", "workers", "tile",
-    "linear", "decay", "state", "blk", "rec", "bwd"};
+    "linear", "decay", "state", "blk", "rec", "bwd", "norm", "gate"};
 
 /* Integer-valued prefixed tokens, in match order ("hkv" before "h", "dv" before "d", "blk" before "b"). */
 static const struct { const char *prefix; enum field f; long lo; } int_tokens[] = {
@@ -77,7 +79,8 @@ static const struct { const char *name; enum field f; } no_tokens[] = {
     {"nocausal", F_CAUSAL}, {"nowin", F_WIN},   {"nowr", F_WR},       {"nosoftcap", F_SOFTCAP},
     {"noalibi", F_ALIBI},   {"nosinks", F_SINKS}, {"nolse", F_LSE},   {"noscale", F_SCALE},
     {"novarlen", F_VARLEN}, {"nopage", F_PAGE}, {"nocsr", F_VOCAB}, {"noragged", F_RAGGED},
-    {"noprefix", F_PREFIX}, {"nodecay", F_DECAY}, {"nostate", F_STATE}, {"norec", F_REC}, {"nobwd", F_BWD}};
+    {"noprefix", F_PREFIX}, {"nodecay", F_DECAY}, {"nostate", F_STATE}, {"norec", F_REC}, {"nobwd", F_BWD},
+    {"nosrms", F_NORM},     {"nogate", F_GATE}};
 
 static int parse_dtype(const char *s, ak_dtype *out) {
     if (strcmp(s, "f32") == 0) *out = AK_F32;
@@ -122,6 +125,8 @@ static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, si
     if (strcmp(tok, "state") == 0) { p->state = 1; return F_STATE; }
     if (strcmp(tok, "rec") == 0) { p->rec = 1; return F_REC; }
     if (strcmp(tok, "bwd") == 0) { p->bwd = 1; return F_BWD; }
+    if (strcmp(tok, "srms") == 0) { p->norm = AK_LA_NORM_SRMS; return F_NORM; }
+    if (strcmp(tok, "gate") == 0) { p->gate = 1; return F_GATE; }
     if (strncmp(tok, "decay", 5) == 0) {
         static const char *modes[] = {"", "official", "minimax", "paper"};   /* "" = official */
         for (int m = 0; m < 4; m++)
@@ -252,7 +257,7 @@ int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
 }
 
 /* Canonical string of a linear-attention problem: linear_b h q d [e] [scale] dtype [o<dtype>] [decay] [state]
- * [blk] [ragged] [rec] [bwd]. */
+ * [srms] [gate] [blk] [ragged] [rec] [bwd]. */
 static void linear_format(const problem *p, char *buf, size_t len) {
     static const char *decay[] = {"decay", "decayminimax", "decaypaper"};
     char x[64];
@@ -266,6 +271,8 @@ static void linear_format(const problem *p, char *buf, size_t len) {
     if (p->dt_o != p->dt_q && n < len) n += (size_t)snprintf(buf + n, len - n, "_o%s", ak_dtype_name(p->dt_o));
     if (p->decay >= 0 && p->decay <= 2 && n < len) n += (size_t)snprintf(buf + n, len - n, "_%s", decay[p->decay]);
     if (p->state && n < len) n += (size_t)snprintf(buf + n, len - n, "_state");
+    if (p->norm == AK_LA_NORM_SRMS && n < len) n += (size_t)snprintf(buf + n, len - n, "_srms");
+    if (p->gate && n < len) n += (size_t)snprintf(buf + n, len - n, "_gate");
     if (p->blk && n < len) n += (size_t)snprintf(buf + n, len - n, "_blk%d", p->blk);
     if (p->ragged && p->ragged_lo < 0 && n < len) n += (size_t)snprintf(buf + n, len - n, "_ragged");
     if (p->ragged && p->ragged_lo >= 0 && n < len) n += (size_t)snprintf(buf + n, len - n, "_ragged%d", p->ragged_lo);

@@ -472,5 +472,5 @@ static void softmax_rows_avx2(int M, int n, float *s, int64_t lds, float *m, flo
 const ak_fwd_kernels ak_fwd_kernels_avx2 = {
     "ak_k_fwd_f32_6x16__avx2", AK_ISA_AVX2, qk_avx2, pv_avx2, softmax_avx2, rescale_avx2, mask_avx2, softcap_avx2, to_f32_avx2,
     rows_f32_avx2, ak__kt_pack_c, dec_qk_avx2, dec_pv_avx2, dec_layout_avx2,
-    softmax_rows_avx2, ak__tpose2_c, pvb_avx2,
+    softmax_rows_avx2, ak__tpose_c, pvb_avx2,
 };

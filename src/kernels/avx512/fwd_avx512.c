@@ -517,11 +517,10 @@ AK_AI void tr16x16(__m512 r[16]) {
     }
 }
 
-static void tpose2_avx512(int n, int m, const float *src, int64_t lds, const float *w, float *dst, float *dst2, int64_t ldd) {
+static void tpose_avx512(int n, int m, const float *src, int64_t lds, float *dst, int64_t ldd) {
     const int npad = (n + 15) / 16 * 16;
     for (int i0 = 0; i0 < npad; i0 += 16) {
         const int ni = n - i0 < 16 ? n - i0 : 16;
-        const __m512 wv = _mm512_maskz_loadu_ps((__mmask16)((1u << ni) - 1u), w + i0);
         for (int c0 = 0; c0 < m; c0 += 16) {
             const int nc = m - c0 < 16 ? m - c0 : 16;
             const __mmask16 cm = (__mmask16)((1u << nc) - 1u);
@@ -530,10 +529,7 @@ static void tpose2_avx512(int n, int m, const float *src, int64_t lds, const flo
             for (int i = 0; i < 16; i++)
                 r[i] = i < ni ? _mm512_maskz_loadu_ps(cm, src + (size_t)(i0 + i) * lds + c0) : _mm512_setzero_ps();
             tr16x16(r);
-            for (int c = 0; c < nc; c++) {
-                _mm512_storeu_ps(dst + (size_t)(c0 + c) * ldd + i0, r[c]);
-                _mm512_storeu_ps(dst2 + (size_t)(c0 + c) * ldd + i0, _mm512_mul_ps(r[c], wv));
-            }
+            for (int c = 0; c < nc; c++) _mm512_storeu_ps(dst + (size_t)(c0 + c) * ldd + i0, r[c]);
         }
     }
 }
@@ -541,5 +537,5 @@ static void tpose2_avx512(int n, int m, const float *src, int64_t lds, const flo
 const ak_fwd_kernels ak_fwd_kernels_avx512 = {
     "ak_k_fwd_f32_12x32__avx512", AK_ISA_AVX512, qk_avx512, pv_avx512, softmax_avx512, rescale_avx512, mask_avx512, softcap_avx512, to_f32_avx512,
     rows_f32_avx512, ak__kt_pack_c, dec_qk_avx512, dec_pv_avx512, dec_layout_avx512,
-    softmax_rows_avx512, tpose2_avx512, pvb_avx512,
+    softmax_rows_avx512, tpose_avx512, pvb_avx512,
 };

@@ -122,25 +122,21 @@ void ak__kt_pack_c(ak_dtype t, int n, int d, const void *const *rows, const floa
 }
 
 /* 16 x 16 tiles (cache-friendly on both sides) */
-void ak__tpose2_c(int n, int m, const float *src, int64_t lds, const float *w, float *dst, float *dst2, int64_t ldd) {
+void ak__tpose_c(int n, int m, const float *src, int64_t lds, float *dst, int64_t ldd) {
     const int npad = (n + 15) / 16 * 16;
     for (int i0 = 0; i0 < npad; i0 += 16)
         for (int c0 = 0; c0 < m; c0 += 16) {
             const int ie = i0 + 16 < n ? i0 + 16 : n, ce = c0 + 16 < m ? c0 + 16 : m;
             for (int c = c0; c < ce; c++) {
-                float *d1 = dst + (size_t)c * ldd, *d2 = dst2 + (size_t)c * ldd;
+                float *d1 = dst + (size_t)c * ldd;
                 int i = i0;
-                for (; i < ie; i++) {
-                    const float x = src[(size_t)i * lds + c];
-                    d1[i] = x;
-                    d2[i] = w[i] * x;
-                }
-                for (; i < i0 + 16; i++) d1[i] = d2[i] = 0.0f;
+                for (; i < ie; i++) d1[i] = src[(size_t)i * lds + c];
+                for (; i < i0 + 16; i++) d1[i] = 0.0f;
             }
         }
 }
 
 const ak_fwd_kernels ak_fwd_kernels_scalar = {
     "ak_k_fwd_f32_1x1__scalar", AK_ISA_SCALAR, qk_scalar, pv_scalar, softmax_scalar, rescale_scalar, mask_scalar, softcap_scalar, to_f32_scalar,
-    ak__rows_f32_c, ak__kt_pack_c, NULL, NULL, NULL, NULL, ak__tpose2_c, pvb_scalar,
+    ak__rows_f32_c, ak__kt_pack_c, NULL, NULL, NULL, NULL, ak__tpose_c, pvb_scalar,
 };
