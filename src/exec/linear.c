@@ -208,25 +208,6 @@ static void la_load(const la_pass *ps, const ak_fwd_kernels *kern, const ak_tens
         }
 }
 
-/* Prefetch rows i0 .. i0+L-1 (pass order) of a role view into the cache (the next block's inputs, fetched
- * from memory while this block computes). */
-static void la_prefetch(const la_pass *ps, const ak_tensor *t, int64_t b, int64_t h, int64_t i0, int L, int n) {
-#if defined(__GNUC__)
-    const ak_laproblem *p = ps->p;
-    const int64_t len = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
-    const size_t es = ak_dtype_size(t->dtype), bytes = (size_t)n * es;
-    if (t->stride[3] != 1) return;
-    if (i0 + L > len) L = (int)(len - i0);
-    for (int i = 0; i < L; i++) {
-        int64_t r = r0 + (ps->reverse ? len - 1 - (i0 + i) : i0 + i);
-        const char *row = (const char *)t->data + (size_t)(bi * t->stride[0] + h * t->stride[1] + r * t->stride[2]) * es;
-        for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(row + off, 0, 1);
-    }
-#else
-    (void)ps; (void)t; (void)b; (void)h; (void)i0; (void)L; (void)n;
-#endif
-}
-
 /* Store rows of ob [L][ld] (times omul) to the output view, in pass order. */
 static void la_store(const la_pass *ps, int64_t b, int64_t h, int64_t i0, int L, const float *ob, int64_t ld, float *tmp) {
     const ak_laproblem *p = ps->p;
@@ -270,11 +251,6 @@ static void la_phase1(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, 
     la_load_q(ps, kern, b, h, b0, L, s);
     la_load(ps, kern, ps->k, b, h, b0, L, dk, ps->kmul, kb, x.ldk, s->rows);
     la_load(ps, kern, ps->v, b, h, b0, L, ps->dv, ps->vmul, vb, x.ldv, s->rows);
-    if (b0 + L < ak__la_len(ps->p, b)) {
-        la_prefetch(ps, ps->q, b, h, b0 + L, L, dk);
-        la_prefetch(ps, ps->k, b, h, b0 + L, L, dk);
-        la_prefetch(ps, ps->v, b, h, b0 + L, L, ps->dv);
-    }
     kern->qk(L, dk, Lpad, kb, x.ldk, s->qt, x.ldb, 1.0f, s->st, x.ldb);
     for (int j = 0; j < L; j++) { /* causal mask and decay: st[j][i] *= lambda^(i-j) for i >= j, else 0 */
         float *sr = s->st + (size_t)j * x.ldb;

@@ -55,14 +55,10 @@ static void qk_avx2(int nk, int d, int mpad, const float *k, int64_t ldk, const 
 }
 
 AK_AI void pv_tile(const int MR, int nk, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
-                   int64_t ldot, const float beta) {
+                   int64_t ldot) {
     __m256 acc[6][2];
-    const __m256 bv = _mm256_set1_ps(beta);
     for (int r = 0; r < MR; r++)
-        for (int u = 0; u < 2; u++)
-            acc[r][u] = beta == 1.0f ? _mm256_loadu_ps(ot + (size_t)r * ldot + 8 * u)
-                      : beta == 0.0f ? _mm256_setzero_ps()
-                                     : _mm256_mul_ps(bv, _mm256_loadu_ps(ot + (size_t)r * ldot + 8 * u));
+        for (int u = 0; u < 2; u++) acc[r][u] = _mm256_loadu_ps(ot + (size_t)r * ldot + 8 * u);
     for (int j = 0; j < nk; j++) {
         const float *vr = v + (size_t)j * ldv;
         __m256 b0 = _mm256_loadu_ps(pt + (size_t)j * ldpt), b1 = _mm256_loadu_ps(pt + (size_t)j * ldpt + 8);
@@ -78,32 +74,36 @@ AK_AI void pv_tile(const int MR, int nk, const float *v, int64_t ldv, const floa
     }
 }
 
-AK_AI void pv_all(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
-                  int64_t ldot, const float beta) {
+static void pv_avx2(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
+                    int64_t ldot) {
     for (int q = 0; q < mpad; q += 16)
         for (int c = 0; c < dv; c += 6) {
             const float *vv = v + c;
             const float *pp = pt + q;
             float *oo = ot + (size_t)c * ldot + q;
             switch (dv - c < 6 ? dv - c : 6) {
-            case 6: pv_tile(6, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
-            case 5: pv_tile(5, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
-            case 4: pv_tile(4, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
-            case 3: pv_tile(3, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
-            case 2: pv_tile(2, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
-            default: pv_tile(1, nk, vv, ldv, pp, ldpt, oo, ldot, beta); break;
+            case 6: pv_tile(6, nk, vv, ldv, pp, ldpt, oo, ldot); break;
+            case 5: pv_tile(5, nk, vv, ldv, pp, ldpt, oo, ldot); break;
+            case 4: pv_tile(4, nk, vv, ldv, pp, ldpt, oo, ldot); break;
+            case 3: pv_tile(3, nk, vv, ldv, pp, ldpt, oo, ldot); break;
+            case 2: pv_tile(2, nk, vv, ldv, pp, ldpt, oo, ldot); break;
+            default: pv_tile(1, nk, vv, ldv, pp, ldpt, oo, ldot); break;
             }
         }
 }
 
-static void pv_avx2(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
-                    int64_t ldot) {
-    pv_all(nk, dv, mpad, v, ldv, pt, ldpt, ot, ldot, 1.0f);
-}
-
+/* beta first (a pass over the output block), then pv */
 static void pvb_avx2(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
                      int64_t ldot, float beta) {
-    pv_all(nk, dv, mpad, v, ldv, pt, ldpt, ot, ldot, beta);
+    if (beta != 1.0f) {
+        const __m256 bv = _mm256_set1_ps(beta);
+        for (int c = 0; c < dv; c++)
+            for (int q = 0; q < mpad; q += 8) {
+                float *o = ot + (size_t)c * ldot + q;
+                _mm256_storeu_ps(o, beta == 0.0f ? _mm256_setzero_ps() : _mm256_mul_ps(bv, _mm256_loadu_ps(o)));
+            }
+    }
+    pv_avx2(nk, dv, mpad, v, ldv, pt, ldpt, ot, ldot);
 }
 
 /* e^x for x <= 0 (and -inf): Cephes polynomial, 2^n through the exponent field; 0 below -87.3. */

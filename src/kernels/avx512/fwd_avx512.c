@@ -62,14 +62,10 @@ static void qk_avx512(int nk, int d, int mpad, const float *k, int64_t ldk, cons
 
 /* ot[c][q] += sum_j v[j][c] * pt[j][q] for c < MR, q < 16*NV.  12 value columns x 2 zmm. */
 AK_AI void pv_tile(const int MR, const int NV, int nk, const float *v, int64_t ldv, const float *pt, int64_t ldpt,
-                   float *ot, int64_t ldot, const float beta) {
+                   float *ot, int64_t ldot) {
     __m512 acc[12][2];
-    const __m512 bv = _mm512_set1_ps(beta);
     for (int r = 0; r < MR; r++)
-        for (int u = 0; u < NV; u++)
-            acc[r][u] = beta == 1.0f ? _mm512_loadu_ps(ot + (size_t)r * ldot + 16 * u)
-                      : beta == 0.0f ? _mm512_setzero_ps()
-                                     : _mm512_mul_ps(bv, _mm512_loadu_ps(ot + (size_t)r * ldot + 16 * u));
+        for (int u = 0; u < NV; u++) acc[r][u] = _mm512_loadu_ps(ot + (size_t)r * ldot + 16 * u);
     for (int j = 0; j < nk; j++) {
         __m512 b[2];
         const float *vr = v + (size_t)j * ldv;
@@ -83,32 +79,37 @@ AK_AI void pv_tile(const int MR, const int NV, int nk, const float *v, int64_t l
         for (int u = 0; u < NV; u++) _mm512_storeu_ps(ot + (size_t)r * ldot + 16 * u, acc[r][u]);
 }
 
-AK_AI void pv_all(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
-                  int64_t ldot, const float beta) {
+static void pv_avx512(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
+                      int64_t ldot) {
     for (int q = 0; q < mpad; q += 32) {
         const float *pp = pt + q;
         if (mpad - q >= 32) {
             int c = 0;
-            for (; c + 12 <= dv; c += 12) pv_tile(12, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
-            for (; c + 4 <= dv; c += 4) pv_tile(4, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
-            for (; c < dv; c++) pv_tile(1, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
+            for (; c + 12 <= dv; c += 12) pv_tile(12, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+            for (; c + 4 <= dv; c += 4) pv_tile(4, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+            for (; c < dv; c++) pv_tile(1, 2, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
         } else {
             int c = 0;
-            for (; c + 12 <= dv; c += 12) pv_tile(12, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
-            for (; c + 4 <= dv; c += 4) pv_tile(4, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
-            for (; c < dv; c++) pv_tile(1, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot, beta);
+            for (; c + 12 <= dv; c += 12) pv_tile(12, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+            for (; c + 4 <= dv; c += 4) pv_tile(4, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
+            for (; c < dv; c++) pv_tile(1, 1, nk, v + c, ldv, pp, ldpt, ot + (size_t)c * ldot + q, ldot);
         }
     }
 }
 
-static void pv_avx512(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
-                      int64_t ldot) {
-    pv_all(nk, dv, mpad, v, ldv, pt, ldpt, ot, ldot, 1.0f);
-}
-
+/* beta first (a pass over the output block: the tile loops stay those of pv, no extra live register),
+ * then pv */
 static void pvb_avx512(int nk, int dv, int mpad, const float *v, int64_t ldv, const float *pt, int64_t ldpt, float *ot,
                        int64_t ldot, float beta) {
-    pv_all(nk, dv, mpad, v, ldv, pt, ldpt, ot, ldot, beta);
+    if (beta != 1.0f) {
+        const __m512 bv = _mm512_set1_ps(beta);
+        for (int c = 0; c < dv; c++)
+            for (int q = 0; q < mpad; q += 16) {
+                float *o = ot + (size_t)c * ldot + q;
+                _mm512_storeu_ps(o, beta == 0.0f ? _mm512_setzero_ps() : _mm512_mul_ps(bv, _mm512_loadu_ps(o)));
+            }
+    }
+    pv_avx512(nk, dv, mpad, v, ldv, pt, ldpt, ot, ldot);
 }
 
 /* e^x for x <= 0 (and -inf): Cephes polynomial on [-ln2/2, ln2/2], 2^n by scalef; 0 below -87.3. */
