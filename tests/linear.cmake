@@ -37,4 +37,13 @@ foreach(group fwd bwd invalid)
   list(APPEND AK_LINEAR_TESTS linear_norm_${group})
 endforeach()
 
+# Every ISA path: the sweep and the norm forward with the micro-kernels capped at scalar and AVX2.
+foreach(isa scalar avx2)
+  add_test(NAME linear_sweep_${isa} COMMAND test_linear sweep ${AK_LINEAR_SWEEP_N})
+  set_tests_properties(linear_sweep_${isa} PROPERTIES ENVIRONMENT "${AK_LINEAR_ENV};AK_MAX_ISA=${isa}")
+  add_test(NAME linear_norm_fwd_${isa} COMMAND test_linear_norm fwd)
+  set_tests_properties(linear_norm_fwd_${isa} PROPERTIES ENVIRONMENT "${AK_LINEAR_ENV};AK_MAX_ISA=${isa}")
+  list(APPEND AK_LINEAR_TESTS linear_sweep_${isa} linear_norm_fwd_${isa})
+endforeach()
+
 list(APPEND AK_TESTS ${AK_LINEAR_TESTS})
