@@ -8,17 +8,16 @@
 #   linear forward, f32, and dense causal softmax (ak_attention_run, b1_h8_q<T>_k<T>_d128_causal_f32), T = 1k,
 #   2k, 4k, 16k (up to DENSE_MAX): the same shapes and dtype for the "faster than dense from L >= 2k" comparison
 # Two `attnkit bench` runs (each measures its own fp32 FMA peak; % peak divides by it): the small problems
-# with REPS timed runs after one warm-up, the large ones (forward T >= 64k, backward T >= 4k, dense T >= 16k)
-# with one timed run and no warm-up. About 2-3 minutes on 2 cores; the 1M forward holds 8.6 GB.
-# The backward is a plain C loop nest today (about 1.2 ms per token for 8 heads on 2 cores, i.e. 20 min at
-# T = 1M), hence BWD_MAX = 16k by default; raise it when the backward gets faster.
+# with REPS timed runs after one warm-up, the large ones (forward and backward T >= 64k, dense T >= 16k)
+# with one timed run and no warm-up. About 3-4 minutes on 2 cores; the 1M forward holds 8.6 GB.
+# The backward holds q, k, v, dO, dq, dk, dv (bf16, 8 heads: 14 GB at T = 1M), hence BWD_MAX = 256k by default.
 #
 # Environment:
 #   ATTNKIT     the attnkit binary [build/attnkit; built with cmake if missing]
 #   THREADS     threads [all online CPUs]
 #   REPS        timed runs of the small problems [3]
 #   QUICK=1     no T = 1M
-#   BWD_MAX     longest T of the backward [16384]
+#   BWD_MAX     longest T of the backward [262144]
 #   DENSE_MAX   longest T of the dense comparison (and the f32 linear forward) [16384]
 # Writes: OUTDIR/small.json, OUTDIR/large.json (attnkit bench -o json), OUTDIR/command.txt, OUTDIR/linear.md.
 set -euo pipefail
@@ -28,7 +27,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ATTNKIT:-$root/build/attnkit}
 threads=${THREADS:-$(nproc)}
 reps=${REPS:-3}
-bwd_max=${BWD_MAX:-16384}
+bwd_max=${BWD_MAX:-262144}
 dense_max=${DENSE_MAX:-16384}
 Ts=(1024 4096 16384 65536 262144)
 [ "${QUICK:-0}" = 1 ] || Ts+=(1048576)
@@ -39,7 +38,7 @@ add() {   # add PROBLEM IS_LARGE: the large problems get one timed run and no wa
 }
 for T in "${Ts[@]}"; do
   add "linear_b1_h8_q${T}_d128_bf16_decay" "$([ "$T" -ge 65536 ] && echo 1 || echo 0)"
-  if [ "$T" -le "$bwd_max" ]; then add "linear_b1_h8_q${T}_d128_bf16_decay_bwd" "$([ "$T" -ge 4096 ] && echo 1 || echo 0)"; fi
+  if [ "$T" -le "$bwd_max" ]; then add "linear_b1_h8_q${T}_d128_bf16_decay_bwd" "$([ "$T" -ge 65536 ] && echo 1 || echo 0)"; fi
 done
 Tc=()
 for T in 1024 2048 4096 16384; do
