@@ -251,14 +251,21 @@ static void la_phase1(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, 
     la_load_q(ps, kern, b, h, b0, L, s);
     la_load(ps, kern, ps->k, b, h, b0, L, dk, ps->kmul, kb, x.ldk, s->rows);
     la_load(ps, kern, ps->v, b, h, b0, L, ps->dv, ps->vmul, vb, x.ldv, s->rows);
-    kern->qk(L, dk, Lpad, kb, x.ldk, s->qt, x.ldb, 1.0f, s->st, x.ldb);
+    /* scores by chunks of 32 query lanes: chunk c (lanes 32c ..) needs keys j < 32(c+1) only (causal) */
+    for (int c0 = 0; c0 < Lpad; c0 += 32) {
+        const int nk = c0 + 32 < L ? c0 + 32 : L, w = Lpad - c0 < 32 ? Lpad - c0 : 32;
+        kern->qk(nk, dk, w, kb, x.ldk, s->qt + c0, x.ldb, 1.0f, s->st + c0, x.ldb);
+    }
     for (int j = 0; j < L; j++) { /* causal mask and decay: st[j][i] *= lambda^(i-j) for i >= j, else 0 */
         float *sr = s->st + (size_t)j * x.ldb;
         const float *pj = s->pw - j;
         for (int i = 0; i < j; i++) sr[i] = 0.0f;
         for (int i = j; i < L; i++) sr[i] *= pj[i];
     }
-    kern->pvb(L, L, x.dvpad, s->st, x.ldb, vb, x.ldv, ob, x.ldv, 0.0f);
+    for (int c0 = 0; c0 < L; c0 += 32) { /* output rows 32c .. need keys j < 32(c+1) only */
+        const int nk = c0 + 32 < L ? c0 + 32 : L, rows = L - c0 < 32 ? L - c0 : 32;
+        kern->pvb(nk, rows, x.dvpad, s->st + c0, x.ldb, vb, x.ldv, ob + (size_t)c0 * x.ldv, x.ldv, 0.0f);
+    }
     for (int j = 0; j < L; j++) { /* k'_j = lambda^(L-1-j) k_j */
         float *kr = kb + (size_t)j * x.ldk;
         const float w = s->pw[L - 1 - j];
