@@ -209,27 +209,34 @@ static void la_load(const la_pass *ps, const ak_fwd_kernels *kern, const ak_tens
 }
 
 /* Store rows of ob [L][ld] (times omul) to the output view, in pass order. */
+static void la_store_to(const la_pass *ps, const ak_tensor *t, int n, int64_t b, int64_t h, int64_t i0, int L,
+                        const float *ob, int64_t ld, float *tmp);
+
 static void la_store(const la_pass *ps, int64_t b, int64_t h, int64_t i0, int L, const float *ob, int64_t ld, float *tmp) {
+    la_store_to(ps, ps->o, ps->dv, b, h, i0, L, ob, ld, tmp);
+}
+
+static void la_store_to(const la_pass *ps, const ak_tensor *t, int n, int64_t b, int64_t h, int64_t i0, int L,
+                        const float *ob, int64_t ld, float *tmp) {
     const ak_laproblem *p = ps->p;
-    const ak_tensor *t = ps->o;
     const int64_t len = ak__la_len(p, b), r0 = ak__la_off(p, b), bi = ak__la_bidx(p, b);
     for (int i = 0; i < L; i++) {
         const int64_t r = r0 + (ps->reverse ? len - 1 - (i0 + i) : i0 + i);
         const float *src = ob + (size_t)i * ld;
         if (ps->omul != 1.0f) {
-            for (int c = 0; c < ps->dv; c++) tmp[c] = src[c] * ps->omul;
+            for (int c = 0; c < n; c++) tmp[c] = src[c] * ps->omul;
             src = tmp;
         }
         if (t->stride[3] == 1 && t->dtype == AK_BF16) {
             uint16_t *dst = (uint16_t *)t->data + bi * t->stride[0] + h * t->stride[1] + r * t->stride[2];
-            for (int c = 0; c < ps->dv; c++) { /* ak__f32_to_bf16 without a branch (vectorises) */
+            for (int c = 0; c < n; c++) { /* ak__f32_to_bf16 without a branch (vectorises) */
                 uint32_t u;
                 memcpy(&u, src + c, sizeof u);
                 const uint32_t rn = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, qn = (u >> 16) | 0x40u;
                 dst[c] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? qn : rn);
             }
         } else {
-            store_row(t, bi, h, r, ps->dv, src);
+            store_row(t, bi, h, r, n, src);
         }
     }
 }
@@ -243,34 +250,47 @@ static void la_load_q(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, 
     (void)Lpad;
 }
 
+/* Intra-block term: st[j][i] = k_j . q_i (qt: Q^T), masked and decayed, then ob[i] = sum_j st[j][i] v_j;
+ * by chunks of 32 query lanes / output rows, chunk c needing keys j < 32(c+1) only (causal). */
+static void la_intra(const ak_fwd_kernels *kern, int L, int dk, const float *kb, int64_t ldk, const float *qt,
+                     float *st, int64_t ldb, const float *pw, const float *vb, int64_t ldv, int dvpad, float *ob,
+                     int64_t ldo) {
+    const int Lpad = (L + 15) / 16 * 16;
+    for (int c0 = 0; c0 < Lpad; c0 += 32) {
+        const int nk = c0 + 32 < L ? c0 + 32 : L, w = Lpad - c0 < 32 ? Lpad - c0 : 32;
+        kern->qk(nk, dk, w, kb, ldk, qt + c0, ldb, 1.0f, st + c0, ldb);
+    }
+    for (int j = 0; j < L; j++) { /* causal mask and decay: st[j][i] *= lambda^(i-j) for i >= j, else 0 */
+        float *sr = st + (size_t)j * ldb;
+        const float *pj = pw - j;
+        for (int i = 0; i < j; i++) sr[i] = 0.0f;
+        for (int i = j; i < L; i++) sr[i] *= pj[i];
+    }
+    for (int c0 = 0; c0 < L; c0 += 32) {
+        const int nk = c0 + 32 < L ? c0 + 32 : L, rows = L - c0 < 32 ? L - c0 : 32;
+        kern->pvb(nk, rows, dvpad, st + c0, ldb, vb, ldv, ob + (size_t)c0 * ldo, ldo, 0.0f);
+    }
+}
+
+/* k'_j = lambda^(L-1-j) k_j, in place */
+static void la_decay_keys(float *kb, int64_t ldk, int L, int dk, const float *pw) {
+    for (int j = 0; j < L; j++) {
+        float *kr = kb + (size_t)j * ldk;
+        const float w = pw[L - 1 - j];
+        for (int c = 0; c < dk; c++) kr[c] *= w;
+    }
+}
+
 /* Phase 1 of a block: Q^T (qt) left in s; ob = intra output; kb = k'_j = lambda^(L-1-j) k_j; vb = V. */
 static void la_phase1(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L, int e0,
                       la_blk *s, float *kb, float *vb, float *ob) {
     const la_dims x = la_dims_of(ps);
-    const int dk = ps->dk, Lpad = (L + 15) / 16 * 16;
+    (void)e0;
     la_load_q(ps, kern, b, h, b0, L, s);
-    la_load(ps, kern, ps->k, b, h, b0, L, dk, ps->kmul, kb, x.ldk, s->rows);
+    la_load(ps, kern, ps->k, b, h, b0, L, ps->dk, ps->kmul, kb, x.ldk, s->rows);
     la_load(ps, kern, ps->v, b, h, b0, L, ps->dv, ps->vmul, vb, x.ldv, s->rows);
-    /* scores by chunks of 32 query lanes: chunk c (lanes 32c ..) needs keys j < 32(c+1) only (causal) */
-    for (int c0 = 0; c0 < Lpad; c0 += 32) {
-        const int nk = c0 + 32 < L ? c0 + 32 : L, w = Lpad - c0 < 32 ? Lpad - c0 : 32;
-        kern->qk(nk, dk, w, kb, x.ldk, s->qt + c0, x.ldb, 1.0f, s->st + c0, x.ldb);
-    }
-    for (int j = 0; j < L; j++) { /* causal mask and decay: st[j][i] *= lambda^(i-j) for i >= j, else 0 */
-        float *sr = s->st + (size_t)j * x.ldb;
-        const float *pj = s->pw - j;
-        for (int i = 0; i < j; i++) sr[i] = 0.0f;
-        for (int i = j; i < L; i++) sr[i] *= pj[i];
-    }
-    for (int c0 = 0; c0 < L; c0 += 32) { /* output rows 32c .. need keys j < 32(c+1) only */
-        const int nk = c0 + 32 < L ? c0 + 32 : L, rows = L - c0 < 32 ? L - c0 : 32;
-        kern->pvb(nk, rows, x.dvpad, s->st + c0, x.ldb, vb, x.ldv, ob + (size_t)c0 * x.ldv, x.ldv, 0.0f);
-    }
-    for (int j = 0; j < L; j++) { /* k'_j = lambda^(L-1-j) k_j */
-        float *kr = kb + (size_t)j * x.ldk;
-        const float w = s->pw[L - 1 - j];
-        for (int c = 0; c < dk; c++) kr[c] *= w;
-    }
+    la_intra(kern, L, ps->dk, kb, x.ldk, s->qt, s->st, x.ldb, s->pw, vb, x.ldv, x.dvpad, ob, x.ldv);
+    la_decay_keys(kb, x.ldk, L, ps->dk, s->pw);
 }
 
 /* Inter-block term: ib = Q_b S_{b-1} (from zero), then ob[i] += lambda^(i+e0) ib[i]. The decay power
@@ -316,38 +336,78 @@ static void la_final(const la_pass *ps, int64_t b, int64_t h, const float *S, in
                                       y * ps->s_out.stride[3]] = mul * S[(size_t)r * x.ldv + y];
 }
 
-/* One (sequence, head), start to finish, on one thread. */
-static void la_pair_seq(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, la_blk *s) {
+/* The dual pass (the backward's dv and dk in one reverse sweep): pass A = (q := k, k := c q, v := g),
+ * pass B = (q := v, k := g, v := c q). B's keys are A's values and B's values are A's keys (loaded once),
+ * and B's state is the transpose of A's (R^T, by `tpose` at the point of use): one state update per block
+ * instead of two. Phase 1 of a block for both: A's and B's intra terms into oa, ob2, then A's keys decayed. */
+static void la_dual_phase1(const la_pass *A, const la_pass *B, const ak_fwd_kernels *kern, int64_t b, int64_t h,
+                           int64_t b0, int L, la_blk *sa, la_blk *sb, float *kb, float *vb, float *oa, float *ob2) {
+    const la_dims xa = la_dims_of(A), xb = la_dims_of(B);
+    la_load_q(A, kern, b, h, b0, L, sa);
+    la_load_q(B, kern, b, h, b0, L, sb);
+    la_load(A, kern, A->k, b, h, b0, L, A->dk, A->kmul, kb, xa.ldk, sa->rows);
+    la_load(A, kern, A->v, b, h, b0, L, A->dv, A->vmul, vb, xa.ldv, sa->rows);
+    la_intra(kern, L, A->dk, kb, xa.ldk, sa->qt, sa->st, xa.ldb, sa->pw, vb, xa.ldv, xa.dvpad, oa, xa.ldv);
+    /* B: keys = vb (width e = B->dk, leading dim xa.ldv = xb.ldk), values = kb (width d, xa.ldk = xb.ldv) */
+    la_intra(kern, L, B->dk, vb, xb.ldk, sb->qt, sb->st, xb.ldb, sa->pw, kb, xb.ldv, xb.dvpad, ob2, xb.ldv);
+    la_decay_keys(kb, xa.ldk, L, A->dk, sa->pw);
+}
+
+/* Phase 3 of a block of the dual pass: both inter terms from S_{b-1} (R for A, R^T for B), both stores. */
+static void la_dual_phase3(const la_pass *A, const la_pass *B, const ak_fwd_kernels *kern, int64_t b, int64_t h,
+                           int64_t b0, int L, int e0, const float *Sprev, la_blk *sa, la_blk *sb, float *oa, float *ob2) {
+    const la_dims xa = la_dims_of(A), xb = la_dims_of(B);
+    if (Sprev) {
+        la_inter(A, kern, L, e0, Sprev, oa, sa);
+        kern->tpose(A->dk, A->dv, Sprev, xa.ldv, sb->S, xb.ldv); /* R^T [e][d] */
+        la_inter(B, kern, L, e0, sb->S, ob2, sb);
+    }
+    la_store(A, b, h, b0, L, oa, xa.ldv, sa->tmp);
+    la_store(B, b, h, b0, L, ob2, xb.ldv, sb->tmp);
+}
+
+/* One (sequence, head), start to finish, on one thread (B: the dual pass's second half, or NULL). */
+static void la_pair_seq(const la_pass *ps, const la_pass *B, const ak_fwd_kernels *kern, int64_t b, int64_t h,
+                        la_blk *s, la_blk *sb) {
     const la_dims x = la_dims_of(ps);
     const int64_t n = ak__la_len(ps->p, b);
     const int blk = ps->p->blk;
     la_powers(ps, h, s->pw);
+    if (B) memcpy(sb->pw, s->pw, sizeof(float) * ((size_t)blk + 1));
     la_seed(ps, b, h, s->S);
     for (int64_t b0 = 0; b0 < n; b0 += blk) {
         const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
-        la_phase1(ps, kern, b, h, b0, L, e0, s, s->kb, s->vb, s->ob);
-        if (!(b0 == 0 && !ps->s_in.data)) la_inter(ps, kern, L, e0, s->S, s->ob, s);
+        const float *Sprev = b0 == 0 && !ps->s_in.data ? NULL : s->S;
+        if (B) {
+            la_dual_phase1(ps, B, kern, b, h, b0, L, s, sb, s->kb, s->vb, s->ob, sb->ob);
+            la_dual_phase3(ps, B, kern, b, h, b0, L, e0, Sprev, s, sb, s->ob, sb->ob);
+        } else {
+            la_phase1(ps, kern, b, h, b0, L, e0, s, s->kb, s->vb, s->ob);
+            if (Sprev) la_inter(ps, kern, L, e0, Sprev, s->ob, s);
+        }
         kern->pvb(L, ps->dk, x.dvpad, s->kb, x.ldk, s->vb, x.ldv, s->S, x.ldv, la_beta(ps, s, b0, L, e0));
-        la_store(ps, b, h, b0, L, s->ob, x.ldv, s->tmp);
+        if (!B) la_store(ps, b, h, b0, L, s->ob, x.ldv, s->tmp);
     }
     la_final(ps, b, h, s->S, n == 0);
 }
 
-/* the 3-phase form's window: blocks per window, and the floats of one window slot (k', v, o, S_{b-1}) */
-static size_t la_slot_floats(const la_pass *ps) {
+/* the 3-phase form's window: blocks per window, and the floats of one window slot (k', v, o, S_{b-1}, and
+ * the dual pass's second output) */
+static size_t la_slot_floats(const la_pass *ps, const la_pass *B) {
     const la_dims x = la_dims_of(ps);
-    const size_t B = (size_t)ps->p->blk;
-    return B * (size_t)x.ldk + 2 * B * (size_t)x.ldv + (size_t)ps->dk * (size_t)x.ldv;
+    const size_t bl = (size_t)ps->p->blk;
+    return bl * (size_t)x.ldk + 2 * bl * (size_t)x.ldv + (size_t)ps->dk * (size_t)x.ldv + (B ? bl * (size_t)x.ldk : 0);
 }
 
-static int la_window(const la_pass *ps, int nt) {
-    const size_t per = la_slot_floats(ps) * sizeof(float);
+static int la_window(const la_pass *ps, const la_pass *B, int nt) {
+    const size_t per = la_slot_floats(ps, B) * sizeof(float);
     int w = 4 * nt; /* 1, 2, 4 or 8 per thread measured within the noise (H = 1, T = 64k, 2 threads) */
     while (w > nt && (size_t)w * per > ((size_t)32 << 20)) w /= 2;
     return w;
 }
 
-ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
+/* Run a pass (B NULL) or the dual pass (ps = A, B) over every (sequence, head). */
+static ak_status la_run_passes(const ak_ctx *ctx, const la_pass *ps, const la_pass *B) {
     const ak_laproblem *p = ps->p;
     const int64_t pairs = (int64_t)p->B * p->H;
     const ak_fwd_kernels *kern = ak__kernel_for(ctx->isa);
@@ -355,8 +415,8 @@ ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
     const int nt = ctx->n_threads > 0 ? ctx->n_threads : 1;
     /* the first (pairs / nt) * nt pairs one per thread, the rest with all threads each */
     const int64_t seq_pairs = nt > 1 ? pairs / nt * nt : pairs;
-    const int W = la_window(ps, nt);
-    const size_t per = la_blk_floats(ps), slot = la_slot_floats(ps);
+    const int W = la_window(ps, B, nt);
+    const size_t per = la_blk_floats(ps) + (B ? la_blk_floats(B) : 0), slot = la_slot_floats(ps, B);
     const size_t wfl = seq_pairs < pairs ? (size_t)W * slot + (size_t)ps->dk * (size_t)x.ldv + 64 : 0;
     float *ws = (float *)ak__alloc(ctx, sizeof(float) * (per * (size_t)nt + wfl));
     if (!ws)
@@ -373,16 +433,18 @@ ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
 #else
         const int tid = 0;
 #endif
-        la_blk s = la_blk_carve(ps, ws + per * (size_t)tid);
+        la_blk s = la_blk_carve(ps, ws + per * (size_t)tid), sb = s;
+        if (B) sb = la_blk_carve(B, ws + per * (size_t)tid + la_blk_floats(ps));
 #ifdef AK_USE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-        for (int64_t xq = 0; xq < seq_pairs; xq++) la_pair_seq(ps, kern, xq / p->H, xq % p->H, &s);
+        for (int64_t xq = 0; xq < seq_pairs; xq++) la_pair_seq(ps, B, kern, xq / p->H, xq % p->H, &s, &sb);
         for (int64_t xq = seq_pairs; xq < pairs; xq++) {
             const int64_t b = xq / p->H, h = xq % p->H, n = ak__la_len(p, b);
             const int blk = p->blk;
             const int64_t nb = (n + blk - 1) / blk;
             la_powers(ps, h, s.pw);
+            if (B) memcpy(sb.pw, s.pw, sizeof(float) * ((size_t)blk + 1));
 #ifdef AK_USE_OPENMP
 #pragma omp single
 #endif
@@ -397,7 +459,9 @@ ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
                     const int64_t b0 = (w0 + wi) * blk;
                     const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
                     float *kb = win + (size_t)wi * slot, *vb = kb + (size_t)blk * x.ldk, *ob = vb + (size_t)blk * x.ldv;
-                    la_phase1(ps, kern, b, h, b0, L, e0, &s, kb, vb, ob);
+                    float *ob2 = ob + (size_t)blk * x.ldv + (size_t)ps->dk * x.ldv;
+                    if (B) la_dual_phase1(ps, B, kern, b, h, b0, L, &s, &sb, kb, vb, ob, ob2);
+                    else la_phase1(ps, kern, b, h, b0, L, e0, &s, kb, vb, ob);
                 }
                 /* phase 2 over state rows: S_{b-1} kept in the slot, then the state update, block after block */
 #ifdef AK_USE_OPENMP
@@ -422,10 +486,16 @@ ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
                     const int64_t b0 = (w0 + wi) * blk;
                     const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
                     float *kb = win + (size_t)wi * slot, *vb = kb + (size_t)blk * x.ldk, *ob = vb + (size_t)blk * x.ldv;
-                    float *sp = ob + (size_t)blk * x.ldv;
+                    float *sp = ob + (size_t)blk * x.ldv, *ob2 = sp + (size_t)ps->dk * x.ldv;
+                    const float *Sprev = b0 == 0 && !ps->s_in.data ? NULL : sp;
                     la_load_q(ps, kern, b, h, b0, L, &s);
-                    if (!(b0 == 0 && !ps->s_in.data)) la_inter(ps, kern, L, e0, sp, ob, &s);
-                    la_store(ps, b, h, b0, L, ob, x.ldv, s.tmp);
+                    if (B) {
+                        la_load_q(B, kern, b, h, b0, L, &sb);
+                        la_dual_phase3(ps, B, kern, b, h, b0, L, e0, Sprev, &s, &sb, ob, ob2);
+                    } else {
+                        if (Sprev) la_inter(ps, kern, L, e0, Sprev, ob, &s);
+                        la_store(ps, b, h, b0, L, ob, x.ldv, s.tmp);
+                    }
                 }
             }
 #ifdef AK_USE_OPENMP
@@ -437,6 +507,8 @@ ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) {
     ak__free(ctx, ws);
     return AK_OK;
 }
+
+static ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) { return la_run_passes(ctx, ps, NULL); }
 
 static la_pass la_forward_pass(const ak_laproblem *p, const ak_la_tensors *t) {
     la_pass ps;
@@ -565,8 +637,7 @@ ak_status ak__la_bwd(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tenso
     dk.log_decay = ld;
 
     ak_status st = ak__la_pass_run(ctx, &dq);
-    if (st == AK_OK) st = ak__la_pass_run(ctx, &dv);
-    if (st == AK_OK) st = ak__la_pass_run(ctx, &dk);
+    if (st == AK_OK) st = la_run_passes(ctx, &dv, &dk); /* dv and dk in one reverse sweep */
     return st;
 }
 
