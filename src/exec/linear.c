@@ -510,21 +510,26 @@ static ak_status la_run_passes(const ak_ctx *ctx, const la_pass *ps, const la_pa
 
 static ak_status ak__la_pass_run(const ak_ctx *ctx, const la_pass *ps) { return la_run_passes(ctx, ps, NULL); }
 
-static la_pass la_forward_pass(const ak_laproblem *p, const ak_la_tensors *t) {
+/* A pass over roles (q, k, v) -> o with load multipliers, widths and direction; no seed, no final state. */
+static la_pass la_make(const ak_laproblem *p, const ak_tensor *q, const ak_tensor *k, const ak_tensor *v,
+                       const ak_tensor *o, float qmul, float kmul, float vmul, float omul, int dk, int dv, int reverse,
+                       const ak_tensor *log_decay) {
     la_pass ps;
     memset(&ps, 0, sizeof ps);
     ps.p = p;
-    ps.q = &t->q;
-    ps.k = &t->k;
-    ps.v = &t->v;
-    ps.o = &t->o;
-    ps.qmul = p->desc.scale;
-    ps.kmul = ps.vmul = ps.omul = 1.0f;
-    ps.dk = p->d;
-    ps.dv = p->e;
+    ps.q = q, ps.k = k, ps.v = v, ps.o = o;
+    ps.qmul = qmul, ps.kmul = kmul, ps.vmul = vmul, ps.omul = omul;
+    ps.dk = dk, ps.dv = dv;
+    ps.reverse = reverse;
+    ps.log_decay = log_decay;
+    return ps;
+}
+
+static la_pass la_forward_pass(const ak_laproblem *p, const ak_la_tensors *t) {
+    la_pass ps = la_make(p, &t->q, &t->k, &t->v, &t->o, p->desc.scale, 1.0f, 1.0f, 1.0f, p->d, p->e, 0,
+                         p->desc.has_decay ? &t->log_decay : NULL);
     if (p->desc.has_initial_state) ps.s_in = t->state_in;
     if (p->desc.return_final_state) ps.s_out = t->state_out;
-    ps.log_decay = p->desc.has_decay ? &t->log_decay : NULL;
     return ps;
 }
 
@@ -584,58 +589,19 @@ static ak_tensor la_transposed(const ak_tensor *t) {
 ak_status ak__la_bwd(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tensors *t, const ak_la_grads *g) {
     const float c = p->desc.scale;
     const ak_tensor *ld = p->desc.has_decay ? &t->log_decay : NULL;
-    la_pass dq, dv, dk;
-    memset(&dq, 0, sizeof dq);
-    dq.p = p;
-    dq.q = &g->d_o;
-    dq.k = &t->v;
-    dq.v = &t->k;
-    dq.o = &g->dq;
-    dq.qmul = dq.kmul = dq.vmul = 1.0f;
-    dq.omul = c;
-    dq.dk = p->e;
-    dq.dv = p->d;
-    if (p->desc.has_initial_state) dq.s_in = la_transposed(&t->state_in);
-    dq.log_decay = ld;
-
-    memset(&dv, 0, sizeof dv);
-    dv.p = p;
-    dv.q = &t->k;
-    dv.k = &t->q;
-    dv.v = &g->d_o;
-    dv.o = &g->dv;
-    dv.qmul = dv.vmul = dv.omul = 1.0f;
-    dv.kmul = c;
-    dv.dk = p->d;
-    dv.dv = p->e;
-    dv.reverse = 1;
-    if (g->has_d_state_out) {
-        dv.s_in = g->d_state_out;
-        dv.shift = 1;
-    }
+    la_pass dq = la_make(p, &g->d_o, &t->v, &t->k, &g->dq, 1.0f, 1.0f, 1.0f, c, p->e, p->d, 0, ld);
+    la_pass dv = la_make(p, &t->k, &t->q, &g->d_o, &g->dv, 1.0f, c, 1.0f, 1.0f, p->d, p->e, 1, ld);
+    la_pass dk = la_make(p, &t->v, &g->d_o, &t->q, &g->dk, 1.0f, 1.0f, c, 1.0f, p->e, p->d, 1, ld);
     if (p->desc.has_initial_state) {
-        dv.s_out = g->d_state_in;
+        dq.s_in = la_transposed(&t->state_in);
+        dv.s_out = g->d_state_in; /* d_state_in = lambda R */
         dv.s_out_lambda = 1;
     }
-    dv.log_decay = ld;
-
-    memset(&dk, 0, sizeof dk);
-    dk.p = p;
-    dk.q = &t->v;
-    dk.k = &g->d_o;
-    dk.v = &t->q;
-    dk.o = &g->dk;
-    dk.qmul = dk.kmul = dk.omul = 1.0f;
-    dk.vmul = c;
-    dk.dk = p->e;
-    dk.dv = p->d;
-    dk.reverse = 1;
-    if (g->has_d_state_out) {
+    if (g->has_d_state_out) { /* the seeds sit at row 0 of the reverse sweep */
+        dv.s_in = g->d_state_out;
         dk.s_in = la_transposed(&g->d_state_out);
-        dk.shift = 1;
+        dv.shift = dk.shift = 1;
     }
-    dk.log_decay = ld;
-
     ak_status st = ak__la_pass_run(ctx, &dq);
     if (st == AK_OK) st = la_run_passes(ctx, &dv, &dk); /* dv and dk in one reverse sweep */
     return st;
