@@ -1,6 +1,7 @@
 /*
  * Linear attention, fp32 state: the chunked form (Lightning Attention-2) on the dense kernel's
- * micro-kernels, its backward as three passes of the same code, and the recurrent form.
+ * micro-kernels, its backward as passes of the same code (a forward sweep and one dual reverse sweep), and
+ * the recurrent form.
  * Powers are exp(log_decay * m) with m >= 0 (never a negative power: no overflow for tiny lambda).
  */
 #include "exec/linear.h"
@@ -90,7 +91,7 @@ static void recurrent_head(const ak_laproblem *p, const ak_la_tensors *t, int64_
 
 /* ---------------------------------------------------------------------------------------------------
  * The chunked form as a "pass": one causal linear-attention sweep with named roles, so that the backward
- * runs as three passes of the same code (see ak__la_bwd). For each (sequence, head), rows read in order
+ * runs on the same code (see ak__la_bwd). For each (sequence, head), rows read in order
  * (or in reverse order), block by block (L rows starting at b0, state S = after row b0 - 1):
  *   intra  O_b  = [(Q_b K_b^T) . M] V_b          M[i][j] = lambda^(i-j) for j <= i, else 0
  *   inter  O_b += diag(lambda^(i+e0)) Q_b S_{b-1}     (skipped while S is known to be zero)
@@ -282,10 +283,9 @@ static void la_decay_keys(float *kb, int64_t ldk, int L, int dk, const float *pw
 }
 
 /* Phase 1 of a block: Q^T (qt) left in s; ob = intra output; kb = k'_j = lambda^(L-1-j) k_j; vb = V. */
-static void la_phase1(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L, int e0,
-                      la_blk *s, float *kb, float *vb, float *ob) {
+static void la_phase1(const la_pass *ps, const ak_fwd_kernels *kern, int64_t b, int64_t h, int64_t b0, int L, la_blk *s,
+                      float *kb, float *vb, float *ob) {
     const la_dims x = la_dims_of(ps);
-    (void)e0;
     la_load_q(ps, kern, b, h, b0, L, s);
     la_load(ps, kern, ps->k, b, h, b0, L, ps->dk, ps->kmul, kb, x.ldk, s->rows);
     la_load(ps, kern, ps->v, b, h, b0, L, ps->dv, ps->vmul, vb, x.ldv, s->rows);
@@ -382,7 +382,7 @@ static void la_pair_seq(const la_pass *ps, const la_pass *B, const ak_fwd_kernel
             la_dual_phase1(ps, B, kern, b, h, b0, L, s, sb, s->kb, s->vb, s->ob, sb->ob);
             la_dual_phase3(ps, B, kern, b, h, b0, L, e0, Sprev, s, sb, s->ob, sb->ob);
         } else {
-            la_phase1(ps, kern, b, h, b0, L, e0, s, s->kb, s->vb, s->ob);
+            la_phase1(ps, kern, b, h, b0, L, s, s->kb, s->vb, s->ob);
             if (Sprev) la_inter(ps, kern, L, e0, Sprev, s->ob, s);
         }
         kern->pvb(L, ps->dk, x.dvpad, s->kb, x.ldk, s->vb, x.ldv, s->S, x.ldv, la_beta(ps, s, b0, L, e0));
@@ -457,11 +457,11 @@ static ak_status la_run_passes(const ak_ctx *ctx, const la_pass *ps, const la_pa
 #endif
                 for (int wi = 0; wi < nw; wi++) {
                     const int64_t b0 = (w0 + wi) * blk;
-                    const int L = (int)(n - b0 < blk ? n - b0 : blk), e0 = b0 == 0 && ps->shift ? 0 : 1;
+                    const int L = (int)(n - b0 < blk ? n - b0 : blk);
                     float *kb = win + (size_t)wi * slot, *vb = kb + (size_t)blk * x.ldk, *ob = vb + (size_t)blk * x.ldv;
                     float *ob2 = ob + (size_t)blk * x.ldv + (size_t)ps->dk * x.ldv;
                     if (B) la_dual_phase1(ps, B, kern, b, h, b0, L, &s, &sb, kb, vb, ob, ob2);
-                    else la_phase1(ps, kern, b, h, b0, L, e0, &s, kb, vb, ob);
+                    else la_phase1(ps, kern, b, h, b0, L, &s, kb, vb, ob);
                 }
                 /* phase 2 over state rows: S_{b-1} kept in the slot, then the state update, block after block */
 #ifdef AK_USE_OPENMP
@@ -570,13 +570,14 @@ ak_status ak__la_run(const ak_ctx *ctx, const ak_laproblem *p, const ak_la_tenso
     return ak__la_pass_run(ctx, &ps);
 }
 
-/* ---- backward: three passes of the forward code (q' = c q, g = dO, spec section 1.5) ----
+/* ---- backward: passes of the forward code (q' = c q, g = dO, spec section 1.5) ----
  *   dq = c * forward(q := g, k := v, v := k; seed S_in^T)                       [o_i = S_i g_i + ...]
  *   dv = reverse(q := k, k := q', v := g; seed dS_f at row 0)                    [R, the reverse state]
  *   dk = reverse(q := v, k := g, v := q'; seed dS_f^T at row 0)                  [R^T]
  * In time-reversed order the anti-causal sums dv_s = sum_{t>=s} lambda^(t-s) (q'_t . k_s) g_t (+ the final
  * state term lambda^(n-1-s) dS_f^T k_s) are a causal linear attention whose seed sits at row 0; its final
- * state is sum_t lambda^t q'_t g_t^T + lambda^(n-1) dS_f, and d_state_in = lambda times it. */
+ * state is sum_t lambda^t q'_t g_t^T + lambda^(n-1) dS_f, and d_state_in = lambda times it. dv and dk run as
+ * one dual sweep (la_run_passes with B): dk's keys / values are dv's values / keys, its state dv's transposed. */
 static ak_tensor la_transposed(const ak_tensor *t) {
     ak_tensor r = *t;
     r.shape[2] = t->shape[3];
