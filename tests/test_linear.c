@@ -1025,6 +1025,10 @@ static void group_long(void) {
     long_case(-1e-7, 1, 0.0, T, "lambda 1 - 1e-7");
     long_case(-1e-7, 1, 0.5, T, "lambda 1 - 1e-7, positive inputs");
     long_case(-200.0, 1, 0.0, T, "lambda -> 0 (log_decay -200)");
+    if (!g_quick) { /* the 1M tokens: no decay with growing inputs, and lambda near 1 */
+        long_case(0.0, 0, 0.5, 1 << 20, "1M tokens, lambda 1, positive inputs");
+        long_case(-1e-7, 1, 0.0, 1 << 20, "1M tokens, lambda 1 - 1e-7");
+    }
     minus_inf_case();
     /* a block far beyond the sequence: one block, and nothing O(block^2) must be allocated */
     lcase c;
