@@ -95,6 +95,23 @@ double tu_round_to(ak_dtype dt, double x) {
     }
 }
 
+double tu_max_abs(const double *x, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++)
+        m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+double tu_max_err(const double *x, const double *ref, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double dlt = fabs(x[i] - ref[i]);
+        if (!(dlt <= INFINITY) || !isfinite(x[i])) return INFINITY;
+        m = fmax(m, dlt);
+    }
+    return m;
+}
+
 double tu_ulp(ak_dtype dt, double x) {
     int mant_bits, min_exp; /* explicit mantissa bits, exponent of the smallest normal */
     switch (dt) {

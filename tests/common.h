@@ -42,6 +42,10 @@ float tu_f16_to_f32(uint16_t h);
 double tu_round_to(ak_dtype dt, double x);
 /* Unit in the last place of `dt` at magnitude |x| (the spacing of representable values there). */
 double tu_ulp(ak_dtype dt, double x);
+/* max |x[i]| over n values; max |x[i] - ref[i]|, or INFINITY as soon as an x[i] is NaN (an unwritten,
+ * poisoned element) or Inf */
+double tu_max_abs(const double *x, int64_t n);
+double tu_max_err(const double *x, const double *ref, int64_t n);
 const char *tu_dtype_short(ak_dtype dt);    /* "f32", "bf16", "f16", "f64" */
 
 /* ---- Strided tensor views with owned memory ------------------------------------------------- */

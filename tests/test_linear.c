@@ -365,30 +365,14 @@ static int naive32(const lprob *p, refout *r) {
 
 /* ---- Comparisons -------------------------------------------------------------------------------- */
 
-static double max_abs(const double *x, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++)
-        m = fmax(m, fabs(x[i]));
-    return m;
-}
 
-static double max_err(const double *x, const double *ref, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double dlt = fabs(x[i] - ref[i]);
-        if (!(dlt <= INFINITY) || !isfinite(x[i]))
-            return INFINITY; /* NaN (an unwritten poisoned element) or Inf */
-        m = fmax(m, dlt);
-    }
-    return m;
-}
 
 /* The accuracy rule: err(x) <= 2 err(naive) + floor. Returns the margin ratio err / allowed. */
 static double check_rule(const char *label, const char *what, const double *x, const double *ref, const double *nv,
                          int64_t n, ak_dtype dt) {
-    const double mref = max_abs(ref, n);
+    const double mref = tu_max_abs(ref, n);
     const double floor_ = dt == AK_F32 ? 1e-6 * fmax(1.0, mref) : 2.0 * tu_ulp(dt, mref);
-    const double e_x = max_err(x, ref, n), e_nv = max_err(nv, ref, n), allowed = 2.0 * e_nv + floor_;
+    const double e_x = tu_max_err(x, ref, n), e_nv = tu_max_err(nv, ref, n), allowed = 2.0 * e_nv + floor_;
     CHECK(e_x <= allowed, "%s: %s: max err %.3g > 2 x naive32 %.3g + floor %.3g (max|ref| %.3g)", label, what, e_x,
           e_nv, floor_, mref);
     if (g_verbose > 1)
@@ -488,7 +472,7 @@ static int verify_case(const lcase *c, const char *label_in) {
     CHECK(st == AK_OK, "%s: ak_la_forward_ref: %s (%s)", label, ak_status_string(st), ak_ctx_last_error(g_ctx));
     double *ref_o = dense_of(&o64), *ref_s = state_dense(&s_ref);
     if (st == AK_OK && ref_o && ref_s) {
-        double err = max_err(ref_o, n64.O, no), tol = 1e-12 * fmax(n64.o_abs, 1e-300);
+        double err = tu_max_err(ref_o, n64.O, no), tol = 1e-12 * fmax(n64.o_abs, 1e-300);
         CHECK(err <= tol, "%s: ak_la_forward_ref O vs naive64: err %.3g > %.3g (1e-12 x max sum|terms|)", label, err, tol);
         CHECK(tbuf_outside_untouched(&o64), "%s: ak_la_forward_ref wrote outside O", label);
         if (c->ret_state) {
@@ -967,8 +951,8 @@ static void long_case(double log_decay, int has_decay, double mean, int T, const
         snprintf(what, sizeof what, "%s final state", names[f]);
         check_rule(label, what, xs, n64.S, n32.S, ns, AK_F32);
         if (g_verbose)
-            printf("  %s %s: max|O| %.3g err %.3g (naive32 %.3g)\n", label, names[f], max_abs(n64.O, no),
-                   max_err(xo, n64.O, no), max_err(n32.O, n64.O, no));
+            printf("  %s %s: max|O| %.3g err %.3g (naive32 %.3g)\n", label, names[f], tu_max_abs(n64.O, no),
+                   tu_max_err(xo, n64.O, no), tu_max_err(n32.O, n64.O, no));
         free(xo), free(xs);
     }
     tbuf_free(&o), tbuf_free(&s);

@@ -1505,9 +1505,14 @@ static void acc_naive(int T, int d, const float *a, const float *b, const float 
     }
 }
 
+
+/* max |x - ref|, INFINITY as soon as an x is NaN (an unwritten, poisoned element) or Inf */
 static double acc_err(const float *x, const double *ref, size_t n) {
     double e = 0.0;
-    for (size_t z = 0; z < n; z++) e = fmax(e, fabs((double)x[z] - ref[z]));
+    for (size_t z = 0; z < n; z++) {
+        if (!isfinite(x[z])) return INFINITY;
+        e = fmax(e, fabs((double)x[z] - ref[z]));
+    }
     return e;
 }
 

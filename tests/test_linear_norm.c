@@ -379,22 +379,7 @@ DEF_NORMF(norm64, double, sqrt)
  * Comparisons
  * ============================================================================================== */
 
-static double max_abs(const double *x, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++)
-        m = fmax(m, fabs(x[i]));
-    return m;
-}
 
-static double max_err(const double *x, const double *ref, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const double dlt = fabs(x[i] - ref[i]);
-        if (!(dlt <= INFINITY) || !isfinite(x[i])) return INFINITY; /* NaN (a poisoned element) or Inf */
-        m = fmax(m, dlt);
-    }
-    return m;
-}
 
 /* floor of the accuracy rule: 1e-6 max(1, max|ref|), plus 2 ulp of a bf16 / f16 output at max|ref| */
 static double rule_floor(ak_dtype dt, double mref) {
@@ -406,8 +391,8 @@ static double g_worst_fwd = 0.0, g_worst_bwd = 0.0, g_worst_fd = 0.0, g_worst_st
 /* err(x) <= 2 err(naive32) + 4 cond + floor over n dense elements (cond: the conditioning term, see verify_fwd). */
 static void check_rule(const char *label, const char *what, const double *x, const double *ref, const double *nv,
                        int64_t n, ak_dtype dt, double cond) {
-    const double mref = max_abs(ref, n), floor_ = rule_floor(dt, mref);
-    const double e_x = max_err(x, ref, n), e_nv = max_err(nv, ref, n), allowed = 2.0 * e_nv + 4.0 * cond + floor_;
+    const double mref = tu_max_abs(ref, n), floor_ = rule_floor(dt, mref);
+    const double e_x = tu_max_err(x, ref, n), e_nv = tu_max_err(nv, ref, n), allowed = 2.0 * e_nv + 4.0 * cond + floor_;
     CHECK(e_x <= allowed, "%s: %s: max err %.3g > 2 x naive32 %.3g + 4 x cond %.3g + floor %.3g (max|ref| %.3g)", label,
           what, e_x, e_nv, cond, floor_, mref);
     if (dt == AK_F32) g_worst_fwd = fmax(g_worst_fwd, e_x / allowed);
@@ -578,7 +563,7 @@ static int verify_fwd(const ncase *c, const char *label_in) {
     CHECK(st == AK_OK, "%s: ak_la_forward_ref (no norm): %s (%s)", label, ak_status_string(st), ak_ctx_last_error(g_ctx));
     if (st != AK_OK || !(X = dense_of(&x64))) goto out;
     norm64(&p, &in0, X, O64, AK_F64);
-    const double mref = max_abs(O64, no);
+    const double mref = tu_max_abs(O64, no);
 
     /* the conditioning term: the largest change of the exact output (the test's double recurrence, then the norm)
      * when every input (q, k, v, gate, state_in, log_decay) moves by one f32 ulp, over two random draws. With
@@ -592,7 +577,7 @@ static int verify_fwd(const ncase *c, const char *label_in) {
             goto out;
         }
         norm64(&p, &in0, XS, O64r, AK_F64);
-        const double e_own = max_err(O64r, O64, no);
+        const double e_own = tu_max_err(O64r, O64, no);
         for (int draw_ = 0; draw_ < 2; draw_++) {
             dins inp;
             if (dins_make(&p, &inp, 1, &rp) || xrec64(&p, &inp, XS)) {
@@ -600,7 +585,7 @@ static int verify_fwd(const ncase *c, const char *label_in) {
                 goto out;
             }
             norm64(&p, &inp, XS, O64p, AK_F64);
-            cond = fmax(cond, max_err(O64p, O64r, no));
+            cond = fmax(cond, tu_max_err(O64p, O64r, no));
             dins_free(&inp);
         }
         /* the test's own double recurrence agrees with ak_la_forward_ref's x (through the same norm) */
@@ -613,7 +598,7 @@ static int verify_fwd(const ncase *c, const char *label_in) {
     st = run_fwd(g_ctx, ak_la_forward_ref, &p, 1, AK_F64, &o64, &s_ref);
     CHECK(st == AK_OK, "%s: ak_la_forward_ref (norm): %s (%s)", label, ak_status_string(st), ak_ctx_last_error(g_ctx));
     if (st == AK_OK && (xo = dense_of(&o64))) {
-        const double err = max_err(xo, O64, no), tol = 1e-12 * mref;
+        const double err = tu_max_err(xo, O64, no), tol = 1e-12 * mref;
         CHECK(err <= tol, "%s: ak_la_forward_ref with norm/gate vs the test's double norm of its x: err %.3g > %.3g (1e-12 max|o|)",
               label, err, tol);
         CHECK(nonzero_padding(&p, &o64) == 0, "%s: ak_la_forward_ref: non-zero padding rows", label);
