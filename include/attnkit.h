@@ -76,7 +76,8 @@ typedef enum ak_status {
     AK_ERR_PLAN_MISMATCH = 13,      /**< tensors passed to run do not match the plan's descriptor */
     AK_ERR_INTERNAL = 14,           /**< a bug in attnkit; please report it */
     AK_ERR_PAGE_OUT_OF_RANGE = 15,  /**< a page id in a page table is outside [0, num_pages) */
-    AK_ERR_CAPACITY = 16            /**< a KV cache has no room: append past capacity / out of pages */
+    AK_ERR_CAPACITY = 16,           /**< a KV cache has no room: append past capacity / out of pages */
+    AK_ERR_BAD_PLAN = 17            /**< a sparse plan is malformed: bounds, order, duplicates, overlaps */
 } ak_status;
 
 /** Static, human-readable name of a status ("AK_ERR_GQA_RATIO: ..."). Never NULL. */
@@ -278,7 +279,7 @@ AK_API void ak_plan_destroy(ak_plan *plan);
  * Bytes of workspace ak_attention_run needs with this plan (0 when the plan runs the reference):
  *   64 + T * W,  T = the context's thread count when the plan was created, and per thread
  *   W = A(4*d*P) + A(4*dv*P) + A(4*N*P) + 4*A(4*M) + 3*A(8*M) + 2*A(4*M)
- *       + A(4*N*(R(max(d,dv)) + 16)) + A(4*N*(R(dv) + 16)) + A(4*ceil(N/2)*P),
+ *       + A(4*N*(R(max(d,dv)) + 16)) + A(4*N*(R(dv) + 16)) + A(4*ceil(N/2)*P) + A(4*M) + A(8*M) + A(4*N),
  *   A(x) = x rounded up to a multiple of 64, R(x) = x rounded up to a multiple of 16,
  *   M = the query-tile width (<= 128, a multiple of 16), P = M + 16, N = 64 keys per tile.
  * Independent of the sequence lengths: working memory is O(tile), never O(L^2) (about 0.3 MiB per
@@ -657,6 +658,294 @@ AK_API void ak_la_grads_init(ak_la_grads *g);
 AK_API ak_status ak_la_backward(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t, const ak_la_grads *g);
 /** Double-precision analytic gradients of the materialised form (tests only). */
 AK_API ak_status ak_la_backward_ref(ak_ctx *ctx, const ak_la_desc *desc, const ak_la_tensors *t, const ak_la_grads *g);
+
+/* ------------------------------------------------------------------------------------------------
+ * Sparse attention: a plan of (query, key) pairs, one executor, structured patterns
+ * ---------------------------------------------------------------------------------------------- */
+
+/**
+ * A sparse pattern ("sparse plan"): which (query row, key) pairs of each (sequence, head) are
+ * computed. Immutable once created; made by the pattern builders below, by an ak_sparse_builder, from
+ * raw CSR arrays (ak_sparse_create) or loaded from its JSON form (ak_sparse_from_json).
+ *
+ * Geometry: n_batch (1 = shared by every sequence, or B), n_heads (1 = shared by every head, Hkv = one
+ * per KV head shared by its G query heads -- K/V tiles are then shared --, or Hq), nq query rows and
+ * nk keys per sequence; row i sits at position pos(i) = i + nk - nq (bottom-right, as FlashAttention).
+ * The query rows of each (b, h) are cut into n_qblocks blocks: fixed tiles of block_q rows
+ * (block qb = rows [qb*block_q, min(nq, (qb+1)*block_q))), or explicit gather lists (qrows: any row
+ * set per block, e.g. a permutation or the queries of one neighborhood tile; each row at most once per
+ * (b, h); rows in no block get O = 0, LSE = -inf).
+ *
+ * Each block qb of (b, h) -- list r = (b * n_heads + h) * n_qblocks + qb -- names its keys with:
+ *   spans [lo, hi)      contiguous keys at any alignment
+ *   cols  j             single keys ("vertical lines", gathered tokens)
+ *   bands [dlo, dhi]    diagonals: key pos(i) - delta for every delta in [dlo, dhi] (inclusive; a
+ *                       negative delta is a future key; [0, w-1] is a causal sliding window of w)
+ *   na                  the NATTEN neighborhood of each row (geometry in ak_sparse_na, below)
+ * Row i of the block sees key j iff 0 <= j < nk, (causal => j <= pos(i)), and some entry of its list
+ * covers (i, j). Set semantics: a pair is computed once however many entries cover it.
+ * Normal form (required by ak_sparse_create; builders produce it): spans non-empty, in [0, nk],
+ * sorted, non-overlapping (touching is fine); cols strictly increasing in [0, nk), none inside a span;
+ * bands dlo <= dhi, sorted, disjoint. Violations -> AK_ERR_BAD_PLAN with the list and entry named.
+ */
+typedef struct ak_sparse ak_sparse;
+
+/**
+ * Neighborhood Attention geometry (NATTEN / GNA), for plans whose lists use `na`: tokens form a
+ * row-major grid extent[0] x ... x extent[ndim-1] (last axis fastest; nq = nk = the product). Per
+ * axis: kernel k (1 <= k, k * dilation <= extent), dilation >= 1, stride 1 <= s <= k, causal 0/1.
+ * A query attends keys of its own dilation group (coordinate mod dilation) on every axis; in-group
+ * index u, group length Lg = ceil((extent - g) / dilation), left = k / 2, right = k - 1 - left:
+ *   non-causal: leader = min(floor(u/s)*s + floor(s/2), Lg-1); c = clamp(leader, left, Lg-1-right);
+ *               window [c - left, c + right]  (exactly k keys, shifted inward at borders)
+ *   causal:     leader = min(floor(u/s)*s + s-1, Lg-1); window [max(leader - k + 1, 0), u]
+ * The neighborhood is the product (box) of the per-axis windows.
+ * A list with `na` must keep all its rows in one dilation group of the last axis (builders do).
+ */
+typedef struct ak_sparse_na {
+    int32_t ndim;                /* 0 = no neighborhood geometry; 1..3 */
+    int32_t extent[3], kernel[3], dilation[3], stride[3], causal[3];
+} ak_sparse_na;
+
+/** Raw CSR form of a plan. Offsets are int64 [R + 1] (first 0, non-decreasing), R = n_batch * n_heads * n_qblocks. */
+typedef struct ak_sparse_desc {
+    size_t size;                 /* = sizeof(ak_sparse_desc), set by ak_sparse_desc_init */
+    int32_t n_batch, n_heads;    /* >= 1 */
+    int32_t nq, nk;              /* >= 0 */
+    int32_t causal;              /* 0/1 (intersected with the attention descriptor's own causal flag) */
+    int32_t block_q;             /* rows per fixed block, >= 1 (with qrows: the largest block's size is used) */
+    int32_t n_qblocks;           /* ceil(nq / block_q) with fixed blocks; any count >= 0 with qrows */
+    const int64_t *qrow_off;     /* NULL = fixed blocks, else [R+1] */
+    const int32_t *qrows;        /* rows in [0, nq) */
+    const int64_t *span_off;     /* NULL = no spans, else [R+1] */
+    const int32_t *span_lo, *span_hi;
+    const int64_t *col_off;      /* NULL = no cols */
+    const int32_t *col_idx;
+    const int64_t *band_off;     /* NULL = no bands */
+    const int32_t *band_lo, *band_hi;
+    const uint8_t *na;           /* NULL or [R]: 1 = the list includes each row's neighborhood */
+    ak_sparse_na na_geom;        /* required (ndim >= 1) iff some na[r] is 1 */
+    const char *name;            /* optional description kept with the plan ("power(bs=256,w=5)") */
+} ak_sparse_desc;
+
+AK_API void ak_sparse_desc_init(ak_sparse_desc *desc);
+/** Validate the arrays (normal form, bounds) and copy them into a new plan. */
+AK_API ak_status ak_sparse_create(ak_ctx *ctx, const ak_sparse_desc *desc, ak_sparse **out);
+AK_API void ak_sparse_destroy(ak_sparse *sp);
+/** The plan's geometry and its arrays (pointers into the plan, valid until it is destroyed). */
+AK_API ak_status ak_sparse_get_desc(const ak_sparse *sp, ak_sparse_desc *desc);
+
+/**
+ * Incremental construction: add entries in any order, duplicates and overlaps allowed; finish()
+ * normalises (sorts and merges spans, drops cols inside spans, merges overlapping bands) and creates
+ * the plan. Geometry fields are read from `geom` (its arrays are ignored).
+ */
+typedef struct ak_sparse_builder ak_sparse_builder;
+AK_API ak_status ak_sparse_builder_create(ak_ctx *ctx, const ak_sparse_desc *geom, ak_sparse_builder **out);
+AK_API ak_status ak_sparse_builder_add_span(ak_sparse_builder *b, int32_t batch, int32_t head, int32_t qblock,
+                                            int32_t lo, int32_t hi);
+AK_API ak_status ak_sparse_builder_add_col(ak_sparse_builder *b, int32_t batch, int32_t head, int32_t qblock, int32_t j);
+AK_API ak_status ak_sparse_builder_add_band(ak_sparse_builder *b, int32_t batch, int32_t head, int32_t qblock,
+                                            int32_t dlo, int32_t dhi);
+AK_API ak_status ak_sparse_builder_set_na(ak_sparse_builder *b, int32_t batch, int32_t head, int32_t qblock);
+/** Gather mode: append a row to block qblock (the builder's geometry must then give n_qblocks). */
+AK_API ak_status ak_sparse_builder_add_row(ak_sparse_builder *b, int32_t batch, int32_t head, int32_t qblock, int32_t row);
+AK_API ak_status ak_sparse_builder_finish(ak_sparse_builder *b, ak_sparse **out);
+AK_API void ak_sparse_builder_destroy(ak_sparse_builder *b);
+
+/**
+ * The element mask of (plan batch b, plan head h): mask[i * nk + j] = 1 iff row i sees key j
+ * (uint8, nq * nk bytes, written in full). Computed entry by entry, independently of the executor:
+ * the oracle of the tests and the source of `attnkit plan`'s picture.
+ */
+AK_API ak_status ak_sparse_mask(const ak_sparse *sp, int32_t b, int32_t h, uint8_t *mask);
+/**
+ * Downsampled picture of (b, h): grid[r * cols + c] = the fraction of active pairs among the (row, key)
+ * cells that map to grid cell (r, c) (rows scaled by rows / nq, keys by cols / nk); 1 <= rows <= nq,
+ * 1 <= cols <= nk. Cost O(nq * nk / 64) bit operations; no O(nq * nk) memory.
+ */
+AK_API ak_status ak_sparse_density_grid(const ak_sparse *sp, int32_t b, int32_t h, int32_t rows, int32_t cols, float *grid);
+
+/**
+ * Statistics. pairs = active (row, key) pairs summed over every plan batch and head (exact, row by
+ * row); dense_pairs = nq * nk per (b, h), causal_pairs = the pairs causal attention would see;
+ * density = pairs / causal_pairs for a causal plan, pairs / dense_pairs otherwise.
+ * The exec_* fields are filled only by ak_plan_sparse_stats (they depend on tiles and threads):
+ * exec_pairs = (row, key) products the executor computes over all query heads (tiles include masked
+ * elements), useful_flops = 2 * (d + dv) * active pairs over all query heads and sequences,
+ * balance = the busiest thread's work / the mean (1 = perfect), estimated from the work items' costs
+ * with longest-first assignment.
+ */
+typedef struct ak_sparse_stats {
+    double pairs, dense_pairs, causal_pairs, density;
+    int64_t n_lists, n_spans, n_cols, n_bands, n_na, n_rows_gathered;
+    double exec_pairs, useful_flops, waste, balance;   /* waste = exec_pairs / active pairs (>= 1) */
+    int64_t n_items;
+} ak_sparse_stats;
+
+AK_API ak_status ak_sparse_get_stats(const ak_sparse *sp, ak_sparse_stats *st);
+/** Name given at creation ("" if none). */
+AK_API const char *ak_sparse_name(const ak_sparse *sp);
+
+/**
+ * JSON form (docs/SPARSE.md): {"format": "attnkit-sparse", "version": 1, "n_batch", "n_heads", "nq",
+ * "nk", "causal", "block_q", "n_qblocks", "name", "na": {...} (if any), "lists": [{"b", "h", "qb",
+ * "rows": [...], "spans": [[lo, hi], ...], "cols": [...], "bands": [[dlo, dhi], ...], "na": 1}, ...]}
+ * (empty lists and empty fields omitted). to_json allocates *out through the context's allocator
+ * (free with ak_free); from_json validates like ak_sparse_create (AK_ERR_BAD_PLAN with the position of a
+ * syntax error, or the list and entry of a semantic one).
+ */
+AK_API ak_status ak_sparse_to_json(ak_ctx *ctx, const ak_sparse *sp, char **out, size_t *len);
+AK_API ak_status ak_sparse_from_json(ak_ctx *ctx, const char *json, size_t len, ak_sparse **out);
+/** Free memory attnkit returned (ak_sparse_to_json). */
+AK_API void ak_free(ak_ctx *ctx, void *p);
+
+/**
+ * Execution: a plan of the attention problem `desc` restricted to the pattern `sp` (the visible set
+ * is the intersection of the pattern with every mask of desc: causal, window; softcap, ALiBi,
+ * sinks and LSE apply as for ak_attention). Run with ak_attention_run. Requirements: desc not
+ * ragged (pack documents with ak_sparse_document instead); sp->nq = seqlen_q, sp->nk = seqlen_k,
+ * sp->n_batch in {1, B}, sp->n_heads in {1, Hkv, Hq}. The plan keeps its own copy of sp.
+ * Work items: (sequence, plan list, the query heads sharing it (up to 128 / rows columns), rows); each
+ * is run by one thread in a fixed key order (bitwise identical for every thread count), costliest
+ * first (threads balanced by work, not by tile count).
+ */
+AK_API ak_status ak_plan_create_sparse(ak_ctx *ctx, const ak_attn_desc *desc, const ak_sparse *sp, ak_plan **out);
+/** Statistics of a sparse plan (pattern fields plus exec_*, with the plan's tiles and thread count). */
+AK_API ak_status ak_plan_sparse_stats(const ak_plan *plan, ak_sparse_stats *st);
+/** Double-precision reference with the pattern's explicit element mask (ak_sparse_mask); o/lse may be AK_F64. */
+AK_API ak_status ak_attention_ref_sparse(ak_ctx *ctx, const ak_attn_desc *desc, const ak_sparse *sp,
+                                         const ak_attn_tensors *t);
+
+/* ---- structured patterns (plan builders); defaults from docs/SPARSE.md ---- */
+
+/**
+ * Sliding window with sink tokens (StreamingLLM / MInference A-shape), causal: row at position p sees
+ * the first n_sink keys and the keys [p - window + 1, p] (window >= 1 tokens, token-exact), or with
+ * block > 0 the block-granular form: query block m (block rows) sees key blocks m - window/block + 1 .. m
+ * (window a multiple of block) plus the sink keys. dilation >= 1 keeps keys p - dilation*t,
+ * t = 0..window-1 (a dilated window; token-exact only). n_heads = 1.
+ */
+typedef struct ak_window_params {
+    int32_t window;              /* tokens, >= 1 (default 512) */
+    int32_t n_sink;              /* >= 0 (default 4) */
+    int32_t dilation;            /* >= 1 (default 1) */
+    int32_t block;               /* 0 = token-exact (default); > 0 = block granular (block_q = block) */
+    int32_t block_q;             /* query rows per block of the plan (default 64) */
+} ak_window_params;
+AK_API void ak_window_params_init(ak_window_params *p);
+AK_API ak_status ak_sparse_window(ak_ctx *ctx, int32_t nq, int32_t nk, const ak_window_params *p, ak_sparse **out);
+
+/**
+ * Strided pattern (Sparse Transformer, Child et al. 2019), causal: a local window of `local` tokens
+ * plus every key at a distance that is a multiple of `stride` ("slash" lines), plus n_sink sink keys.
+ */
+typedef struct ak_strided_params {
+    int32_t local;               /* >= 1 (default 256) */
+    int32_t stride;              /* >= 1 (default 256) */
+    int32_t n_sink;              /* >= 0 (default 0) */
+    int32_t block_q;             /* default 64 */
+} ak_strided_params;
+AK_API void ak_strided_params_init(ak_strided_params *p);
+AK_API ak_status ak_sparse_strided(ak_ctx *ctx, int32_t nq, int32_t nk, const ak_strided_params *p, ak_sparse **out);
+
+/**
+ * Neighborhood Attention 1-D/2-D/3-D (NATTEN, GNA): self-attention over a token grid (geometry and
+ * exact border rules: ak_sparse_na). Queries are grouped into tiles of q_tile[axis] in-group
+ * coordinates per dilation group (default 8 x 8 in 2-D, 64 in 1-D, 4 x 4 x 4 in 3-D). n_heads = 1.
+ * Errors: kernel > extent, kernel * dilation > extent, stride 0 or > kernel, dilation 0 ->
+ * AK_ERR_INVALID_ARGUMENT.
+ */
+typedef struct ak_na_params {
+    ak_sparse_na geom;           /* ndim, extent, kernel; dilation/stride default 1, causal 0 */
+    int32_t q_tile[3];           /* 0 = default */
+} ak_na_params;
+AK_API void ak_na_params_init(ak_na_params *p);
+AK_API ak_status ak_sparse_neighborhood(ak_ctx *ctx, const ak_na_params *p, ak_sparse **out);
+
+/**
+ * PowerAttention (Chen et al. 2025), causal: query block m (block tokens) sees key blocks
+ * {0} U {m-window+1 .. m} U {m - 2^e : 2^e >= window}; the diagonal block is causal.
+ * Defaults: block 256, window 5 (blocks, counting the own block). n_heads = 1.
+ */
+typedef struct ak_power_params {
+    int32_t block, window;
+} ak_power_params;
+AK_API void ak_power_params_init(ak_power_params *p);
+AK_API ak_status ak_sparse_power(ak_ctx *ctx, int32_t nq, int32_t nk, const ak_power_params *p, ak_sparse **out);
+
+/**
+ * S2-Attention / DKernel (Lin et al. 2024), per KV head h (n_heads = num_heads_kv), block size bs:
+ *   vertical_h(k) = h >= Hkv - num_dense_heads || (k + h*step + offset) % vert_stride == 0
+ *   absolute (causal): block m sees k <= m with vertical_h(k) or m - k < local_blocks
+ *   relative: L = max(0, m-k-local+1), R = max(0, k-m-local_right+1), keep (L+R) % vert_stride == 0
+ * step: the reference computes max(1, vert_stride / num_heads_q) and applies it to KV heads, which
+ * leaves residues uncovered for some shapes (spec 4.3); fix_coverage = 1 (default) uses
+ * max(1, vert_stride / n_sparse_kv_heads) so the sparse heads' union covers every block whenever
+ * n_sparse_kv_heads >= vert_stride; 0 reproduces the reference. homo_head: every head uses h = 0.
+ * Defaults (Phi-3-small): block 64, local_blocks 16, vert_stride 8, absolute, causal.
+ */
+typedef struct ak_s2_params {
+    int32_t num_heads_q, num_heads_kv;
+    int32_t block, local_blocks, vert_stride;
+    int32_t homo_head, num_dense_heads, head_sliding_offset;
+    int32_t relative;            /* 0 = absolute (default) */
+    int32_t local_right;         /* relative, non-causal only: right local blocks (default 0) */
+    int32_t causal;              /* default 1 */
+    int32_t fix_coverage;        /* default 1 */
+} ak_s2_params;
+AK_API void ak_s2_params_init(ak_s2_params *p);
+AK_API ak_status ak_sparse_s2(ak_ctx *ctx, int32_t nq, int32_t nk, const ak_s2_params *p, ak_sparse **out);
+/** 1 iff the union of the heads' blocks covers every (query block, earlier key block) pair. */
+AK_API ak_status ak_s2_coverage(ak_ctx *ctx, const ak_s2_params *p, int32_t n_blocks, int32_t *covered);
+
+/**
+ * MoA (Fu et al. 2024): per head h a sink of 64 tokens plus a causal band, span S_h = alpha_h +
+ * beta_h * N_plan (N_plan = nk + max_new_tokens), S_h = min(S_h, N_plan), S_h = 64 * ceil(max(S_h, 128) / 64),
+ * sink = min(S_h, 64), band = S_h - sink; prefill is block granular (64): query block m sees key blocks
+ * [0, sink/64) and [m + 1 - band/64, m]. n_heads = the number of alphas (one per KV head, or per head).
+ */
+typedef struct ak_moa_params {
+    int32_t n_heads;
+    const float *alpha, *beta;   /* [n_heads] */
+    int32_t max_new_tokens;      /* default 1024 */
+    int32_t token_exact;         /* 1 = exact token band instead of the reference's block-granular one */
+} ak_moa_params;
+AK_API void ak_moa_params_init(ak_moa_params *p);
+AK_API ak_status ak_sparse_moa(ak_ctx *ctx, int32_t nq, int32_t nk, const ak_moa_params *p, ak_sparse **out);
+/** Read layer `layer` of a MoA plan file ({"alphas": [L][H], "betas": [L][H]}): *n_heads and up to
+ *  max_heads alphas/betas. AK_ERR_BAD_PLAN on malformed JSON or an absent layer. */
+AK_API ak_status ak_moa_load(ak_ctx *ctx, const char *json, size_t len, int32_t layer, int32_t max_heads,
+                             float *alpha, float *beta, int32_t *n_heads);
+
+/**
+ * SF-Attn (SinkLoRA), causal, per query head (n_heads = num_heads_q): groups of `group` tokens
+ * (nk % group == 0, group even); heads in the shift set [shift_lo, shift_hi) use groups offset by
+ * group/2 without wrap-around ([0, G/2), [G/2, 3G/2), ..., [N - G/2, N)); every row also sees the
+ * first n_sink keys (sink rows causal). Defaults: shift set [Hq/2, Hq), 4 sinks.
+ */
+typedef struct ak_sfattn_params {
+    int32_t num_heads_q, group, n_sink;
+    int32_t shift_lo, shift_hi;  /* -1 = default */
+} ak_sfattn_params;
+AK_API void ak_sfattn_params_init(ak_sfattn_params *p);
+AK_API ak_status ak_sparse_sfattn(ak_ctx *ctx, int32_t nq, int32_t nk, const ak_sfattn_params *p, ak_sparse **out);
+
+/**
+ * Block-diagonal / document mask for packed sequences: doc_off (int32 [n_docs+1], 0 = first,
+ * non-decreasing, last = nq = nk) cuts the tokens into documents; a row sees keys of its own document
+ * only (and with causal, only earlier ones). n_heads = 1.
+ */
+AK_API ak_status ak_sparse_document(ak_ctx *ctx, int32_t n, const int32_t *doc_off, int32_t n_docs, int32_t causal,
+                                    int32_t block_q, ak_sparse **out);
+
+/**
+ * A user block mask: mask[(h * n_qb + m) * n_kb + k] != 0 lets query block m (block_q rows) see key
+ * block k (block_k keys) for plan head h; n_qb = ceil(nq / block_q), n_kb = ceil(nk / block_k).
+ * causal adds the token-level causal mask.
+ */
+AK_API ak_status ak_sparse_block_mask(ak_ctx *ctx, int32_t nq, int32_t nk, int32_t n_heads, int32_t block_q,
+                                      int32_t block_k, const uint8_t *mask, int32_t causal, ak_sparse **out);
 
 /* ------------------------------------------------------------------------------------------------
  * Machine ceilings (what `attnkit peak` prints and benchmarks divide by)

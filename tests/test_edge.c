@@ -547,7 +547,8 @@ static int ws_formula_matches(size_t ws, size_t T, size_t d, size_t dv) {
     for (size_t M = 16; M <= 128; M += 16) {
         size_t P = M + 16, W = a64(4 * d * P) + a64(4 * dv * P) + a64(4 * N * P) + 4 * a64(4 * M) +
                               3 * a64(8 * M) + 2 * a64(4 * M) + a64(4 * N * (r16(d > dv ? d : dv) + 16)) +
-                              a64(4 * N * (r16(dv) + 16)) + a64(4 * ((N + 1) / 2) * P);
+                              a64(4 * N * (r16(dv) + 16)) + a64(4 * ((N + 1) / 2) * P) + a64(4 * M) + a64(8 * M) +
+                              a64(4 * N);
         if (ws == 64 + T * W)
             return 1;
     }

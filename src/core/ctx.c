@@ -28,6 +28,7 @@ const char *ak_status_string(ak_status s) {
     case AK_ERR_INTERNAL: return "AK_ERR_INTERNAL: internal error";
     case AK_ERR_PAGE_OUT_OF_RANGE: return "AK_ERR_PAGE_OUT_OF_RANGE: page id outside [0, num_pages)";
     case AK_ERR_CAPACITY: return "AK_ERR_CAPACITY: KV cache capacity exceeded";
+    case AK_ERR_BAD_PLAN: return "AK_ERR_BAD_PLAN: malformed sparse plan (bounds, order, duplicates, overlaps)";
     }
     return "AK_ERR_UNKNOWN: not an ak_status value";
 }
