@@ -266,6 +266,9 @@ static inline void ak__kv_locate(const ak_kvmeta *m, int32_t b, int64_t tok, int
 /* The f32 kernel table for an ISA (the best built one at or below it). */
 const ak_fwd_kernels *ak__kernel_for(ak_isa isa);
 
+/* The bf16-pair kernel for the problem (bf16 Q, K and V), or NULL. */
+const ak_fwd_bf16_kernels *ak__bf16_kernel_for(const ak_ctx *c, const ak_problem *p);
+
 /* ---- reference ---- */
 ak_status ak__ref_run(const ak_ctx *ctx, const ak_problem *p, const ak_attn_tensors *t);
 

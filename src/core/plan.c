@@ -2,6 +2,7 @@
  * problem into work items (sequence x KV-head group x query block), costliest first. */
 #include "exec/fwd.h"
 #include "exec/decode.h"
+#include "exec/sparse.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,7 @@ const ak_fwd_kernels *ak__kernel_for(ak_isa isa) {
 
 /* The bf16-pair kernel, for bf16 Q, K and V: the real one on AVX512_BF16, or (tests only,
  * AK_EMULATE_BF16DOT=1) the same code with vdpbf16ps emulated, on AVX-512. */
-static const ak_fwd_bf16_kernels *bf16_kernel_for(const ak_ctx *c, const ak_problem *p) {
+const ak_fwd_bf16_kernels *ak__bf16_kernel_for(const ak_ctx *c, const ak_problem *p) {
     if (p->desc.dtype_q != AK_BF16 || p->desc.dtype_kv != AK_BF16) return NULL;
 #ifdef AK_HAVE_AVX512BF16_KERNELS
     if (c->isa >= AK_ISA_AVX512BF16) return &ak_fwd_bf16_kernels_avx512bf16;
@@ -155,7 +156,7 @@ ak_status ak_plan_create(ak_ctx *ctx, const ak_attn_desc *desc, ak_plan **out) {
     }
     pl->n_threads = ctx->n_threads;
     pl->kern = ctx->force_ref ? NULL : ak__kernel_for(ctx->isa);
-    pl->kbf16 = pl->kern ? bf16_kernel_for(ctx, &pl->p) : NULL;
+    pl->kbf16 = pl->kern ? ak__bf16_kernel_for(ctx, &pl->p) : NULL;
     if (pl->kern) {
         st = build_items(pl);
         if (st != AK_OK) {
@@ -173,6 +174,7 @@ ak_status ak_plan_create(ak_ctx *ctx, const ak_attn_desc *desc, ak_plan **out) {
 void ak_plan_destroy(ak_plan *pl) {
     if (!pl) return;
     if (pl->dec) ak__dplan_free(pl->ctx, pl->dec);
+    if (pl->sparse) ak__splan_free(pl->ctx, pl->sparse);
     ak__problem_free(pl->ctx, &pl->p);
     ak__free(pl->ctx, pl->items);
     ak__free(pl->ctx, pl);
@@ -194,7 +196,7 @@ ak_status ak_attention_run(ak_plan *pl, const ak_attn_tensors *t, void *workspac
     if (pl->dec) return ak__fail(ctx, AK_ERR_PLAN_MISMATCH, "this is a decode plan: run it with ak_decode_run");
     ak_status st = ak__check_tensors(ctx, &pl->p, t, 0);
     if (st != AK_OK) return st;
-    if (!pl->kern) return ak__ref_run(ctx, &pl->p, t);
+    if (!pl->kern) return pl->sparse ? ak__ref_run_masked(ctx, &pl->p, t, pl->sparse->sp) : ak__ref_run(ctx, &pl->p, t);
     size_t need = ak_plan_workspace_size(pl);
     void *own = NULL;
     if (workspace == NULL) {
@@ -205,7 +207,7 @@ ak_status ak_attention_run(ak_plan *pl, const ak_attn_tensors *t, void *workspac
         return ak__fail(ctx, AK_ERR_WORKSPACE_TOO_SMALL, "workspace has %zu bytes, the plan needs %zu", ws_size, need);
     }
     ak__zero_padding_rows(&pl->p, t);
-    st = ak__fwd_execute(pl, t, workspace);
+    st = pl->sparse ? ak__sparse_execute(pl, t, workspace) : ak__fwd_execute(pl, t, workspace);
     ak__free(ctx, own);
     return st;
 }

@@ -70,6 +70,13 @@ static inline void ak__na_coords(const ak_sparse_na *na, int64_t t, int32_t *x) 
     }
 }
 
+/* Plan head of query head h: n_heads = Hq (and Hq != Hkv): h; = 1: 0; else (= Hkv): h / (Hq / Hkv). */
+static inline int32_t ak__sparse_plan_head(const ak_sparse *sp, int32_t Hq, int32_t Hkv, int32_t h) {
+    if (sp->n_heads == 1) return 0;
+    if (sp->n_heads == Hq) return h;
+    return h / (Hq / Hkv);
+}
+
 /* Bitmap (nk bits, words = (nk + 63) / 64) of the keys row `row` of list r sees (plan causal applied). */
 void ak__sparse_row_bits(const ak_sparse *sp, int64_t r, int64_t row, uint64_t *bits);
 /* Copy a plan (the executor keeps its own). */

@@ -4,6 +4,8 @@
  * mask applied explicitly, everything accumulated in double.
  */
 #include "core/internal.h"
+#include "core/sparse.h"
+#include "exec/sparse.h"
 
 #include <math.h>
 
@@ -34,11 +36,12 @@ static double ref_alibi_slope(const ak_problem *p, const ak_attn_tensors *t, int
 
 /*
  * One (sequence b, query head h):
- *   S[Lq][Lk] = scale * Q_h K_h^T, softcapped, ALiBi-biased, masked with -inf
+ *   S[Lq][Lk] = scale * Q_h K_h^T, softcapped, ALiBi-biased, masked with -inf (mask: the sparse
+ *   pattern's element mask [Lq][Lk], or NULL)
  *   O[i] = sum_j softmax(S[i])_j V[j]   (denominator includes e^sink)
  *   LSE[i] = log(e^sink + sum_j e^S[i][j])
  */
-static void ref_head(const ak_problem *p, const ak_attn_tensors *t, int64_t b, int64_t h, double *S) {
+static void ref_head(const ak_problem *p, const ak_attn_tensors *t, int64_t b, int64_t h, double *S, const uint8_t *mask) {
     ak_seq s = ak__seq(p, b);
     int64_t hk = h / p->g;
     const ak_tensor *Q = &t->q, *K = &t->k, *V = &t->v, *O = &t->o;
@@ -53,7 +56,8 @@ static void ref_head(const ak_problem *p, const ak_attn_tensors *t, int64_t b, i
             double x = (double)p->scale * ref_dot(Q, qoff, K, koff, p->d);
             if (cap > 0) x = cap * tanh(x / cap);
             x -= slope * fabs((double)(i + s.Lk - s.Lq - j));
-            S[i * s.Lk + j] = ref_visible(p, &s, i, j) ? x : -INFINITY;
+            int vis = ref_visible(p, &s, i, j) && (!mask || mask[i * s.Lk + j]);
+            S[i * s.Lk + j] = vis ? x : -INFINITY;
         }
     }
     for (int64_t i = 0; i < s.Lq; i++) {
@@ -97,7 +101,7 @@ ak_status ak__ref_run(const ak_ctx *ctx, const ak_problem *p, const ak_attn_tens
     double *S = (double *)ak__alloc(ctx, sizeof(double) * (size_t)(maxq * maxk + 1));
     if (!S) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "reference score matrix %lld x %lld", (long long)maxq, (long long)maxk);
     for (int64_t b = 0; b < p->B; b++)
-        for (int64_t h = 0; h < p->Hq; h++) ref_head(p, t, b, h, S);
+        for (int64_t h = 0; h < p->Hq; h++) ref_head(p, t, b, h, S, NULL);
     ak__zero_padding_rows(p, t);
     ak__free(ctx, S);
     return AK_OK;
@@ -112,5 +116,28 @@ ak_status ak_attention_ref(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_
     st = ak__check_tensors(ctx, &p, t, 1);
     if (st == AK_OK) st = ak__ref_run(ctx, &p, t);
     ak__problem_free(ctx, &p);
+    return st;
+}
+
+/* Every (b, h) with the sparse plan's element mask of its plan batch and plan head. */
+ak_status ak__ref_run_masked(const ak_ctx *ctx, const ak_problem *p, const ak_attn_tensors *t, const ak_sparse *sp) {
+    int64_t Lq = p->desc.seqlen_q, Lk = p->desc.seqlen_k;
+    double *S = (double *)ak__alloc(ctx, sizeof(double) * (size_t)(Lq * Lk + 1));
+    uint8_t *mask = (uint8_t *)ak__alloc(ctx, (size_t)(Lq * Lk + 1));
+    if (!S || !mask) {
+        ak__free(ctx, S);
+        ak__free(ctx, mask);
+        return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "reference score matrix %lld x %lld", (long long)Lq, (long long)Lk);
+    }
+    ak_status st = AK_OK;
+    for (int64_t b = 0; b < p->B && st == AK_OK; b++)
+        for (int64_t h = 0; h < p->Hq && st == AK_OK; h++) {
+            int32_t pb = sp->n_batch == 1 ? 0 : (int32_t)b;
+            int32_t ph = ak__sparse_plan_head(sp, p->Hq, p->Hkv, (int32_t)h);
+            st = ak_sparse_mask(sp, pb, ph, mask);
+            if (st == AK_OK) ref_head(p, t, b, h, S, mask);
+        }
+    ak__free(ctx, S);
+    ak__free(ctx, mask);
     return st;
 }
