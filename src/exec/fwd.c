@@ -172,37 +172,53 @@ void ak__fwd_tile(const ak_plan *pl, const ak_attn_tensors *t, ak_fwd_scratch *s
     int64_t kbase = sq.bidx * K->stride[0] + hkv * K->stride[1] + sq.k_off * K->stride[2];
     int64_t vbase = sq.bidx * V->stride[0] + hkv * V->stride[1] + sq.k_off * V->stride[2];
     const float cap = p->desc.softcap;
+    /* Columns [c0, c1) (multiples of 16) that see some key of a masked tile: only they are computed;
+     * the others keep their state (the diagonal tiles of causal rows, the edges of bands). */
+    int c0 = 0, c1 = mpad;
+    if (masked) {
+        int lo = -1, hi = -1;
+        for (int col = 0; col < M; col++)
+            if (s->rlo[col] <= s->rhi[col] && s->rhi[col] >= 0 && s->rlo[col] < nk) {
+                if (lo < 0) lo = col;
+                hi = col;
+            }
+        if (lo < 0) return; /* no column sees a key of this tile */
+        c0 = lo / 16 * 16;
+        c1 = (hi + 16) / 16 * 16;
+    }
+    const int mw = c1 - c0;
+    float *st = s->st + c0, *ot = s->ot + c0, *m = s->m + c0, *l = s->l + c0, *alpha = s->alpha + c0;
     int64_t ldk, ldv;
     if (kb) {
         const uint16_t *kt = kv_tile_bf16(K, kbase, s->jidx, nk, contiguous, d, (uint16_t *)s->kbuf, &ldk);
-        kb->qk(nk, d, mpad, kt, ldk, (const uint32_t *)s->qt, ld, p->scale, s->st, ld);
+        kb->qk(nk, d, mw, kt, ldk, (const uint32_t *)s->qt + c0, ld, p->scale, st, ld);
     } else {
         const float *kt = kv_tile(kern, K, kbase, s->jidx, nk, d, s->kbuf, &ldk);
-        kern->qk(nk, d, mpad, kt, ldk, s->qt, ld, p->scale, s->st, ld);
+        kern->qk(nk, d, mw, kt, ldk, s->qt + c0, ld, p->scale, st, ld);
     }
-    if (cap > 0.0f) kern->softcap(nk, mpad, s->st, ld, cap);
+    if (cap > 0.0f) kern->softcap(nk, mw, st, ld, cap);
     if (p->desc.has_alibi)
         for (int j = 0; j < nk; j++)
-            for (int col = 0; col < M; col++) {
+            for (int col = c0; col < M && col < c1; col++) {
                 int64_t dist = s->pos[col] - s->jidx[j];
                 s->st[(size_t)j * ld + col] -= s->slope[col] * (float)(dist < 0 ? -dist : dist);
             }
-    if (masked) kern->mask(nk, mpad, s->st, ld, s->rlo, s->rhi);
+    if (masked) kern->mask(nk, mw, st, ld, s->rlo + c0, s->rhi + c0);
     if (excl)
         for (int j = 0; j < nk; j++)
             if (excl[j])
-                for (int col = 0; col < mpad; col++) s->st[(size_t)j * ld + col] = -INFINITY;
+                for (int col = c0; col < c1; col++) s->st[(size_t)j * ld + col] = -INFINITY;
     if (emask) emask(user, s, nk, mpad, ld);
-    kern->softmax(nk, mpad, s->st, ld, s->m, s->l, s->alpha);
-    if (!*first) kern->rescale(dv, mpad, s->ot, ld, s->alpha);
+    kern->softmax(nk, mw, st, ld, m, l, alpha);
+    if (!*first) kern->rescale(dv, mw, ot, ld, alpha);
     *first = 0;
     if (kb) {
         /* the bf16 copy of V (if its stride needs one) goes to kbuf: vbuf holds the key pairs */
         const uint16_t *vt = kv_tile_bf16(V, vbase, s->jidx, nk, contiguous, dv, (uint16_t *)s->kbuf, &ldv);
-        kb->pv(nk, dv, mpad, vt, ldv, s->st, ld, s->ot, ld, s->pbuf, (uint32_t *)s->vbuf);
+        kb->pv(nk, dv, mw, vt, ldv, st, ld, ot, ld, s->pbuf, (uint32_t *)s->vbuf);
     } else {
         const float *vt = kv_tile(kern, V, vbase, s->jidx, nk, dv, s->vbuf, &ldv);
-        kern->pv(nk, dv, mpad, vt, ldv, s->st, ld, s->ot, ld);
+        kern->pv(nk, dv, mw, vt, ldv, st, ld, ot, ld);
     }
 }
 

@@ -48,13 +48,20 @@ static int32_t clamp_rel(int64_t x, int nk) { return (int32_t)(x < -1 ? -1 : x >
 
 /* Run (or price) one tile whose rlo/rhi are set (masked) or not needed. */
 static void emit(walk *w, int nk, int contiguous, int masked, const uint8_t *excl, ak_fwd_emask em) {
-    if (masked) {
-        int any = 0;
-        for (int c = 0; c < w->M && !any; c++) any = w->rlo[c] <= w->rhi[c];
-        if (!any) return;
+    int c0 = 0, c1 = w->mpad;
+    if (masked) { /* the columns ak__fwd_tile computes (see there) */
+        int lo = -1, hi = -1;
+        for (int c = 0; c < w->M; c++)
+            if (w->rlo[c] <= w->rhi[c] && w->rhi[c] >= 0 && w->rlo[c] < nk) {
+                if (lo < 0) lo = c;
+                hi = c;
+            }
+        if (lo < 0) return;
+        c0 = lo / 16 * 16;
+        c1 = (hi + 16) / 16 * 16;
     }
-    w->cost += (double)(nk + 16) * w->mpad;
-    w->pairs += (double)nk * w->M;
+    w->cost += (double)(nk + 16) * (c1 - c0);
+    w->pairs += (double)nk * ((c1 < w->M ? c1 : w->M) - c0);
     if (w->t) ak__fwd_tile(w->pl, w->t, w->s, w->b, w->M, nk, contiguous, masked, excl, em, w, &w->first);
 }
 
@@ -115,16 +122,20 @@ static void walk_spans(walk *w, int64_t Hlo, int64_t Hhi, int64_t Ilo, int64_t I
     for (int64_t e = sp->span_off[w->r]; e < sp->span_off[w->r + 1]; e++) {
         int64_t a = sp->span_lo[e] > Hlo ? sp->span_lo[e] : Hlo;
         int64_t z = sp->span_hi[e] - 1 < Hhi ? sp->span_hi[e] - 1 : Hhi;
-        for (int64_t j0 = a; j0 <= z; j0 += bc) {
+        for (int64_t j0 = a; j0 <= z;) {
             int nk = (int)(z + 1 - j0 < bc ? z + 1 - j0 : bc);
-            for (int t = 0; t < nk; t++) w->jidx[t] = (int32_t)(j0 + t);
             int full = j0 >= Ilo && j0 + nk - 1 <= Ihi;
+            /* a tile that some column's range ends in goes in halves: the columns that see nothing of
+             * a half are not computed (the upper half of a causal diagonal block) */
+            if (!full && nk > bc / 2) nk = bc / 2;
+            for (int t = 0; t < nk; t++) w->jidx[t] = (int32_t)(j0 + t);
             if (!full)
                 for (int c = 0; c < w->mpad; c++) {
                     w->rlo[c] = clamp_rel(w->lo[c] - j0, nk);
                     w->rhi[c] = clamp_rel(w->hi[c] - j0, nk);
                 }
             emit(w, nk, 1, !full, NULL, NULL);
+            j0 += nk;
         }
     }
 }
@@ -297,9 +308,11 @@ static void walk_item(const ak_plan *pl, const ak_sparse *sp, const ak_sitem *it
                       int32_t *colh, int64_t *coli) {
     const ak_problem *p = &pl->p;
     int M = (int)(it->nh * it->nr), mpad = (M + 15) / 16 * 16;
+    /* row-major columns (col = row * nh + head): the columns that see a key of a masked tile are then
+     * a contiguous range for causal and band masks, whatever the number of heads */
     for (int c = 0; c < M; c++) {
-        int64_t e = c % it->nr;
-        colh[c] = it->h0 + (int32_t)(c / it->nr);
+        int64_t e = c / it->nh;
+        colh[c] = it->h0 + (int32_t)(c % it->nh);
         coli[c] = it->rows ? it->rows[e] : it->first + e;
     }
     memset(w, 0, offsetof(walk, excl));
