@@ -738,7 +738,9 @@ AK_API ak_status ak_sparse_get_desc(const ak_sparse *sp, ak_sparse_desc *desc);
 /**
  * Incremental construction: add entries in any order, duplicates and overlaps allowed; finish()
  * normalises (sorts and merges spans, drops cols inside spans, merges overlapping bands) and creates
- * the plan. Geometry fields are read from `geom` (its arrays are ignored).
+ * the plan. Geometry fields are read from `geom` (its arrays are ignored); geom->n_qblocks = 0 means
+ * ceil(nq / block_q); any other count is accepted for gather mode (rows added with add_row), and finish()
+ * checks it against nq / block_q when no row was added. A builder with no entries gives an empty plan.
  */
 typedef struct ak_sparse_builder ak_sparse_builder;
 AK_API ak_status ak_sparse_builder_create(ak_ctx *ctx, const ak_sparse_desc *geom, ak_sparse_builder **out);

@@ -83,7 +83,7 @@ static ak_status check_na_geom(const ak_ctx *ctx, const ak_sparse_na *na, int32_
     return AK_OK;
 }
 
-static ak_status validate(const ak_ctx *ctx, const ak_sparse_desc *d, int64_t *R_out) {
+static ak_status validate(const ak_ctx *ctx, const ak_sparse_desc *d, int any_qblocks, int64_t *R_out) {
     if (d->size != sizeof(ak_sparse_desc))
         return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "sparse desc: size = %zu, expected %zu (call ak_sparse_desc_init)", d->size,
                         sizeof(ak_sparse_desc));
@@ -95,7 +95,7 @@ static ak_status validate(const ak_ctx *ctx, const ak_sparse_desc *d, int64_t *R
     if (d->block_q < 1) return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "sparse desc: block_q = %d, must be >= 1", d->block_q);
     if (d->qrows && !d->qrow_off)
         return ak__fail(ctx, AK_ERR_NULL_POINTER, "sparse desc: qrows given without qrow_off");
-    if (!d->qrow_off) {
+    if (!d->qrow_off && !any_qblocks) {
         int64_t want = ((int64_t)d->nq + d->block_q - 1) / d->block_q;
         if (d->n_qblocks != want)
             return ak__fail(ctx, AK_ERR_BAD_PLAN, "sparse desc: n_qblocks = %d, but nq = %d in blocks of %d rows makes %lld", d->n_qblocks,
@@ -248,7 +248,7 @@ ak_status ak_sparse_create(ak_ctx *ctx, const ak_sparse_desc *d, ak_sparse **out
     *out = NULL;
     if (!d) return ak__fail(ctx, AK_ERR_NULL_POINTER, "desc is NULL");
     int64_t R;
-    ak_status st = validate(ctx, d, &R);
+    ak_status st = validate(ctx, d, 0, &R);
     if (st != AK_OK) return st;
     ak_sparse *sp = (ak_sparse *)ak__alloc(ctx, sizeof *sp);
     if (!sp) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "sparse plan");
@@ -546,7 +546,8 @@ ak_status ak_sparse_builder_create(ak_ctx *ctx, const ak_sparse_desc *geom, ak_s
     g.na_geom = geom->na_geom;
     if (g.block_q >= 1 && g.nq >= 0 && g.n_qblocks == 0) g.n_qblocks = (g.nq + g.block_q - 1) / g.block_q;
     int64_t R;
-    ak_status st = validate(ctx, &g, &R);
+    /* any block count: gather rows (add_row) may follow; finish checks fixed blocks against nq */
+    ak_status st = validate(ctx, &g, 1, &R);
     if (st != AK_OK) return st;
     if (g.na_geom.ndim != 0 && (st = check_na_geom(ctx, &g.na_geom, g.nq, g.nk)) != AK_OK) return st;
     ak_sparse_builder *b = (ak_sparse_builder *)ak__alloc(ctx, sizeof *b);
@@ -634,7 +635,7 @@ ak_status ak__sparse_finish_named(ak_sparse_builder *b, const char *name, ak_spa
     ak_ctx *ctx = b->ctx;
     if (!out) return ak__fail(ctx, AK_ERR_NULL_POINTER, "out is NULL");
     *out = NULL;
-    qsort(b->e, (size_t)b->n, sizeof(bentry), cmp_bentry);
+    if (b->n > 1) qsort(b->e, (size_t)b->n, sizeof(bentry), cmp_bentry);
     ak_sparse_desc d = b->geom;
     int64_t R = (int64_t)d.n_batch * d.n_heads * d.n_qblocks;
     size_t offb = sizeof(int64_t) * (size_t)(R + 1);
