@@ -443,7 +443,8 @@ ak_status ak_sparse_density_grid(const ak_sparse *sp, int32_t b, int32_t h, int3
         for (int64_t e = 0; e < n; e++) {
             int64_t row = list ? list[e] : first + e;
             ak__sparse_row_bits(sp, r, row, bits);
-            double *arow = acc + (size_t)(row * rows / sp->nq) * (size_t)cols;
+            /* row belongs to grid row i with floor(i*nq/rows) <= row < floor((i+1)*nq/rows) */
+            double *arow = acc + (size_t)(((row + 1) * rows - 1) / sp->nq) * (size_t)cols;
             for (int32_t c = 0; c < cols; c++) {
                 int64_t j0 = (int64_t)c * sp->nk / cols, j1 = (int64_t)(c + 1) * sp->nk / cols, cnt = 0;
                 for (int64_t j = j0; j < j1;) {

@@ -17,6 +17,12 @@
  *
  * Linear-attention problems (linear_...): linear.c (bench_linear) times ak_la_forward / ak_la_recurrent /
  * ak_la_backward with the row machinery below; their rows have their own fields too.
+ *
+ * Sparse problems (..._sp-<kind>...): the pattern built once (sparse.c); on the same inputs, the sparse plan
+ * (ak_plan_create_sparse) and then the dense plan of the same descriptor (same causal flag and masks) are timed
+ * the same way. Rows carry both times, the pattern's density and the plan's statistics (ak_plan_sparse_stats):
+ * speedup = dense / sparse median time; ideal = dense useful FLOPs / sparse useful FLOPs (= 1 / density when the
+ * problem's masks are the pattern's causal flag); speedup / ideal; waste; balance; useful GFLOP/s and % of the peak.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -74,7 +80,8 @@ static void write_json_row(FILE *out, const bench_row *r) {
 /* The md table keeps it readable: the problem string carries every shape parameter. */
 static int in_md(const char *key) {
     static const char *keys[] = {"problem", "build_commit", "cpu", "isa", "threads", "kernel", "reps",
-                                 "median_ms", "min_ms", "stddev_ms", "ms_per_token", "tokens_per_s_per_head",
+                                 "median_ms", "min_ms", "stddev_ms", "dense_median_ms", "density", "speedup", "ideal",
+                                 "speedup_over_ideal", "waste", "balance", "ms_per_token", "tokens_per_s_per_head",
                                  "gflops", "kv_mb", "gbs", "ceiling", "pct_peak"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (strcmp(key, keys[i]) == 0) return 1;
@@ -192,12 +199,15 @@ void time_stats(const double *ms, int n, timing *t) {
     t->median_ms = median_of(ms, n);
 }
 
-/* Time one problem. 0 = ok; else the error is printed to stderr. */
-static int time_problem(ak_ctx *ctx, const options *o, inputs *in, timing *t) {
+/* Time one problem: the dense plan (sp NULL) or the sparse plan of sp, whose statistics go to *sst.
+ * 0 = ok; else the error is printed to stderr. */
+static int time_problem(ak_ctx *ctx, const options *o, inputs *in, const ak_sparse *sp, timing *t, ak_sparse_stats *sst) {
     ak_plan *plan = NULL;
     void *ws = NULL;
     double *ms = malloc(sizeof(double) * (size_t)o->reps);
-    ak_status st = ms ? ak_plan_create(ctx, &in->desc, &plan) : AK_ERR_OUT_OF_MEMORY;
+    ak_status st = !ms ? AK_ERR_OUT_OF_MEMORY
+                 : sp ? ak_plan_create_sparse(ctx, &in->desc, sp, &plan) : ak_plan_create(ctx, &in->desc, &plan);
+    if (st == AK_OK && sp) st = ak_plan_sparse_stats(plan, sst);
     size_t ws_size = st == AK_OK ? ak_plan_workspace_size(plan) : 0;
     if (st == AK_OK && ws_size > 0 && !(ws = xalloc(ws_size))) st = AK_ERR_OUT_OF_MEMORY;
     if (st == AK_OK && o->explain) fprintf(stderr, "%s\n", ak_plan_explain(plan));
@@ -209,7 +219,7 @@ static int time_problem(ak_ctx *ctx, const options *o, inputs *in, timing *t) {
     }
     if (st == AK_OK) {
         time_stats(ms, o->reps, t);
-        t->flops = useful_flops(in);
+        t->flops = sp ? sst->useful_flops : useful_flops(in);
         snprintf(t->kernel, sizeof(t->kernel), "%s", ak_plan_kernel_name(plan));
     } else {
         fprintf(stderr, "attnkit: %s\n", error_text(ctx, st));
@@ -365,7 +375,120 @@ static int bench_decode(ak_ctx *ctx, const options *o, const bench_env *env, con
     return rc;
 }
 
-static void human_preamble(const bench_env *env, const options *o, int any_dense, int any_decode, int any_linear) {
+/* ---- sparse problems ---- */
+
+/* All fields of one sparse row, in output order: ts = the sparse plan, td = the dense plan of the same descriptor. */
+static void make_srow(bench_row *r, const bench_env *env, const options *o, const problem *p, const inputs *in,
+                      const timing *ts, const timing *td, const ak_sparse_stats *st) {
+    char pat[512];
+    const char *ceil_name;
+    double ceil = ceiling_for(env, p, &ceil_name);
+    double gflops = ts->flops / (ts->median_ms * 1e-3) * 1e-9, dgflops = td->flops / (td->median_ms * 1e-3) * 1e-9;
+    double ideal = ts->flops > 0 ? td->flops / ts->flops : NAN, speedup = td->median_ms / ts->median_ms;
+    make_row(r, env, o, p, in, ts);   /* the dense fields, then replace the tail from build_commit on */
+    while (r->n > 0 && strcmp(r->f[r->n - 1].key, "build_commit") != 0) r->n--;
+    r->n--;
+    sp_format(&p->sp, pat, sizeof(pat));
+    add_str(r, "pattern", pat);
+    add_str(r, "pattern_name", ak_sparse_name(in->sp));
+    add_str(r, "build_commit", env->commit);
+    add_str(r, "cpu", env->cpu);
+    add_str(r, "isa", env->isa);
+    add_int(r, "threads", env->threads);
+    add_str(r, "kernel", ts->kernel);
+    add_str(r, "dense_kernel", td->kernel);
+    add_int(r, "reps", o->reps);
+    add_int(r, "warmup", o->warmup);
+    add_num(r, "median_ms", ts->median_ms);
+    add_num(r, "min_ms", ts->min_ms);
+    add_num(r, "mean_ms", ts->mean_ms);
+    add_num(r, "stddev_ms", ts->stddev_ms);
+    add_num(r, "dense_median_ms", td->median_ms);
+    add_num(r, "dense_min_ms", td->min_ms);
+    add_num(r, "dense_stddev_ms", td->stddev_ms);
+    add_num(r, "density", st->density);
+    add_num(r, "pattern_pairs", st->pairs);
+    add_num(r, "active_fraction", td->flops > 0 ? ts->flops / td->flops : NAN);
+    add_num(r, "speedup", speedup);
+    add_num(r, "ideal", ideal);
+    add_num(r, "speedup_over_ideal", speedup / ideal);
+    add_num(r, "waste", st->waste);
+    add_num(r, "balance", st->balance);
+    add_int(r, "work_items", st->n_items);
+    add_num(r, "exec_pairs", st->exec_pairs);
+    add_num(r, "gflop", ts->flops * 1e-9);
+    add_num(r, "gflops", gflops);
+    add_num(r, "dense_gflop", td->flops * 1e-9);
+    add_num(r, "dense_gflops", dgflops);
+    add_str(r, "ceiling", env->have_peak ? ceil_name : "none");
+    add_num(r, "ceiling_gflops", env->have_peak ? ceil : NAN);
+    add_num(r, "pct_peak", env->have_peak && ceil > 0 ? 100.0 * gflops / ceil : NAN);
+    add_num(r, "dense_pct_peak", env->have_peak && ceil > 0 ? 100.0 * dgflops / ceil : NAN);
+    add_num(r, "peak_fma_f32_gflops", env->have_peak ? env->peak.fma_f32_gflops : NAN);
+    add_num(r, "peak_dot_bf16_gflops", env->have_peak ? env->peak.dot_bf16_gflops : NAN);
+    add_num(r, "peak_dram_gbs", env->have_peak ? env->peak.dram_read_gbs : NAN);
+}
+
+static void human_sheader(int name_w) {
+    printf("%-*s  %-30s %10s %10s %8s %8s %8s %8s %7s %7s %9s %7s %s\n", name_w, "problem", "kernel", "sparse ms",
+           "dense ms", "density", "speedup", "ideal", "sp/ideal", "waste", "balance", "GFLOP/s", "% peak", "ceiling");
+}
+
+static void human_srow(const bench_env *env, const problem *p, const timing *ts, const timing *td,
+                       const ak_sparse_stats *st, int name_w) {
+    char name[1024], pct[32];
+    const char *ceil_name;
+    double ceil = ceiling_for(env, p, &ceil_name);
+    double gflops = ts->flops / (ts->median_ms * 1e-3) * 1e-9;
+    double speedup = td->median_ms / ts->median_ms, ideal = ts->flops > 0 ? td->flops / ts->flops : NAN;
+    problem_format(p, name, sizeof(name));
+    if (ceil > 0) snprintf(pct, sizeof(pct), "%.1f%%", 100.0 * gflops / ceil);
+    else snprintf(pct, sizeof(pct), "-");
+    printf("%-*s  %-30s %10.3f %10.3f %8.4f %8.2f %8.2f %8.3f %7.3f %7.3f %9.1f %7s %s\n", name_w, name, ts->kernel,
+           ts->median_ms, td->median_ms, st->density, speedup, ideal, speedup / ideal, st->waste, st->balance, gflops,
+           pct, ceil > 0 ? ceil_name : "-");
+    fflush(stdout);
+}
+
+/* Bench one sparse problem: the sparse plan, then the dense plan of the same descriptor; a row. 0 = ok. */
+static int bench_sparse(ak_ctx *ctx, const options *o, const bench_env *env, const problem *p, int name_w, int *rows,
+                        int *last_kind) {
+    static bench_row r;
+    inputs in;
+    timing ts, td;
+    ak_sparse_stats st;
+    char err[512], name[1024];
+    memset(&ts, 0, sizeof(ts));
+    memset(&td, 0, sizeof(td));
+    memset(&st, 0, sizeof(st));
+    problem_format(p, name, sizeof(name));
+    if (inputs_create(p, o->seed, &in, err, sizeof(err)) != 0) {
+        fprintf(stderr, "attnkit: %s: %s\n", name, err);
+        return -1;
+    }
+    int rc = sp_build(ctx, p, &in.sp, err, sizeof(err));
+    if (rc != 0) fprintf(stderr, "attnkit: %s: %s\n", name, err);
+    if (rc == 0) rc = time_problem(ctx, o, &in, in.sp, &ts, &st);
+    if (rc == 0) rc = time_problem(ctx, o, &in, NULL, &td, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "attnkit: bench %s failed\n", name);
+    } else if (o->out == OUT_HUMAN) {
+        if (*last_kind != 3) human_sheader(name_w);
+        human_srow(env, p, &ts, &td, &st, name_w);
+        *last_kind = 3;
+    } else {
+        make_srow(&r, env, o, p, &in, &ts, &td, &st);
+        if (*last_kind != 3) write_header(stdout, &r, o->out, *rows == 0);
+        write_row(stdout, &r, o->out, *rows);
+        ++*rows;
+        *last_kind = 3;
+    }
+    inputs_free(&in);
+    return rc;
+}
+
+static void human_preamble(const bench_env *env, const options *o, int any_dense, int any_decode, int any_linear,
+                           int any_sparse) {
     printf("attnkit bench: %s | isa %s | %d threads | commit %s | %d reps after %d warm-up\n", env->cpu,
            env->isa, env->threads, env->commit, o->reps, o->warmup);
     if (env->have_peak) {
@@ -379,6 +502,9 @@ static void human_preamble(const bench_env *env, const options *o, int any_dense
         if (any_decode)
             printf("%% DRAM = KV bytes a call must read (K+V of the visible keys, i8 scales) / median time / "
                    "DRAM read peak\n");
+        if (any_sparse)
+            printf("sparse: the pattern's plan, then the dense plan of the same problem; speedup = dense / sparse ms, "
+                   "ideal = dense / sparse useful FLOPs (1/density), %% peak of the sparse run's useful GFLOP/s\n");
         if (any_linear)
             printf("linear: %% peak = useful GFLOP/s (chunked: 2T(B(d+e)/2 + 2de) per head, recurrent: 4Tde, "
                    "backward: 2T(B(3d+2e)/2 + 5de)) / fp32 FMA peak\n");
@@ -405,8 +531,8 @@ static void human_row(const bench_env *env, const problem *p, const timing *t, i
 
 int mode_bench(const options *o, char **specs, int n_specs) {
     problem *probs = NULL;
-    int n = 0, failed = 0, rows = 0, name_w = 8, any_dense = 0, any_decode = 0, any_linear = 0;
-    int last_kind = -1;   /* 0 = dense, 1 = decode, 2 = linear: md/csv/human start a new table when it changes */
+    int n = 0, failed = 0, rows = 0, name_w = 8, any_dense = 0, any_decode = 0, any_linear = 0, any_sparse = 0;
+    int last_kind = -1;   /* 0 = dense, 1 = decode, 2 = linear, 3 = sparse: md/csv/human start a new table when it changes */
     if (problems_from_args(specs, n_specs, &probs, &n) != 0) return 2;
     ak_ctx *ctx = NULL;
     if (ctx_from_options(o, 0, &ctx) != 0) { free(probs); return 1; }
@@ -423,14 +549,15 @@ int mode_bench(const options *o, char **specs, int n_specs) {
                                  error_text(ctx, st));
     }
     for (int i = 0; i < n; i++) {
-        char name[512];
+        char name[1024];
         problem_format(&probs[i], name, sizeof(name));
         if ((int)strlen(name) > name_w) name_w = (int)strlen(name);
         any_decode |= probs[i].decode;
         any_linear |= probs[i].linear;
+        any_sparse |= probs[i].sp.kind != SP_NONE;
         any_dense |= !probs[i].decode && !probs[i].linear;
     }
-    if (o->out == OUT_HUMAN) human_preamble(&env, o, any_dense, any_decode, any_linear);
+    if (o->out == OUT_HUMAN) human_preamble(&env, o, any_dense, any_decode, any_linear, any_sparse);
     static bench_row r;
     for (int i = 0; i < n; i++) {
         inputs in;
@@ -445,12 +572,16 @@ int mode_bench(const options *o, char **specs, int n_specs) {
             failed += bench_linear(ctx, o, &env, &probs[i], name_w, &rows, &last_kind) != 0;
             continue;
         }
+        if (probs[i].sp.kind != SP_NONE) {
+            failed += bench_sparse(ctx, o, &env, &probs[i], name_w, &rows, &last_kind) != 0;
+            continue;
+        }
         if (inputs_create(&probs[i], o->seed, &in, err, sizeof(err)) != 0) {
             fprintf(stderr, "attnkit: %s\n", err);
             failed++;
             continue;
         }
-        if (time_problem(ctx, o, &in, &t) != 0) {
+        if (time_problem(ctx, o, &in, NULL, &t, NULL) != 0) {
             char name[512];
             problem_format(&probs[i], name, sizeof(name));
             fprintf(stderr, "attnkit: bench %s failed\n", name);

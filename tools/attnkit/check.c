@@ -9,6 +9,10 @@
  *          naive fp32 baseline per (sequence, KV head) pair, on the pairs within DECODE_REF_CAP of
  *          reference work unless --full; any NaN left in O / LSE fails. Same rule and output.
  * Linear-attention problems (linear_...): linear.c, with the same rule (report_items) and pair order.
+ * Sparse problems (..._sp-<kind>...): the pattern is built for the problem (sparse.c); the run is
+ *          ak_plan_create_sparse + ak_attention_run, the reference ak_attention_ref_sparse, and the naive
+ *          fp32 baseline applies the pattern's element mask (ak_sparse_mask); same rule and output, the line
+ *          ends with the pattern's density. bitwise: the same sparse plan on N threads and on 1.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -132,9 +136,9 @@ static int reference_results(ak_ctx *ctx, const inputs *in, double *o_ref, doubl
     d.dtype_o = AK_F64;
     t.o = ak_tensor_4d(o_ref, AK_F64, in->Bt, p->Hq, in->Tq, p->dv);
     if (p->lse) t.lse = ak_tensor_3d(l_ref, AK_F64, in->Bt, p->Hq, in->Tq);
-    ak_status st = ak_attention_ref(ctx, &d, &t);
+    ak_status st = in->sp ? ak_attention_ref_sparse(ctx, &d, in->sp, &t) : ak_attention_ref(ctx, &d, &t);
     if (st != AK_OK) {
-        printf("ERROR ak_attention_ref: %s\n", error_text(ctx, st));
+        printf("ERROR %s: %s\n", in->sp ? "ak_attention_ref_sparse" : "ak_attention_ref", error_text(ctx, st));
         return -1;
     }
     if (naive_f32(in, o32, l32) != 0) {
@@ -147,7 +151,7 @@ static int reference_results(ak_ctx *ctx, const inputs *in, double *o_ref, doubl
 /* Run the plan on the inputs; prints the error. 0 = ok. */
 static int run_plan(ak_ctx *ctx, const options *o, inputs *in, ak_plan **plan_out) {
     ak_plan *plan = NULL;
-    ak_status st = ak_plan_create(ctx, &in->desc, &plan);
+    ak_status st = in->sp ? ak_plan_create_sparse(ctx, &in->desc, in->sp, &plan) : ak_plan_create(ctx, &in->desc, &plan);
     if (st == AK_OK && o->explain) printf("%s\n", ak_plan_explain(plan));
     if (st == AK_OK) st = ak_attention_run(plan, &in->t, NULL, 0);
     if (st != AK_OK) {
@@ -161,12 +165,17 @@ static int run_plan(ak_ctx *ctx, const options *o, inputs *in, ak_plan **plan_ou
 
 /* Check one problem; prints one line. 0 = PASS, 1 = FAIL or error. */
 static int check_one(ak_ctx *ctx, const options *o, const problem *p) {
-    char name[512], err[256];
+    char name[512], err[512];
     problem_format(p, name, sizeof(name));
     printf("%-52s ", name);
     fflush(stdout);
     inputs in;
     if (inputs_create(p, o->seed, &in, err, sizeof(err)) != 0) { printf("ERROR %s\n", err); return 1; }
+    if (p->sp.kind != SP_NONE && sp_build(ctx, p, &in.sp, err, sizeof(err)) != 0) {
+        printf("ERROR %s\n", err);
+        inputs_free(&in);
+        return 1;
+    }
     size_t n_o = in.o_bytes / ak_dtype_size(p->dt_o), n_l = in.lse_bytes / sizeof(float);
     double *o_ref = xalloc(n_o * sizeof(double)), *l_ref = xalloc(n_l * sizeof(double));
     float *o32 = xalloc(n_o * sizeof(float)), *l32 = xalloc(n_l * sizeof(float));
@@ -175,7 +184,11 @@ static int check_one(ak_ctx *ctx, const options *o, const problem *p) {
     if (!o_ref || !l_ref || !o32 || !l32) printf("ERROR out of memory\n");
     else if (run_plan(ctx, o, &in, &plan) == 0 && reference_results(ctx, &in, o_ref, l_ref, o32, l32) == 0) {
         errors e = compare(&in, o_ref, l_ref, o32, l32);
-        rc = report(p, ak_plan_kernel_name(plan), &e, 0, NULL);
+        char extra[128] = "";
+        ak_sparse_stats sst;
+        if (in.sp && ak_plan_sparse_stats(plan, &sst) == AK_OK)
+            snprintf(extra, sizeof(extra), "  | sparse density %.4f", sst.density);
+        rc = report(p, ak_plan_kernel_name(plan), &e, 0, extra);
     }
     ak_plan_destroy(plan);
     free(o_ref);
@@ -423,7 +436,7 @@ static int run_copy_decode(ak_ctx *ctx, int fresh, const options *o, dinputs *in
 
 /* Bitwise check of one problem on ctx_n (N threads) and ctx_1 (1 or 2 threads). */
 static int bitwise_one(ak_ctx *ctx_n, ak_ctx *ctx_1, const options *o, const problem *p) {
-    char name[512], err[256], kernel[128];
+    char name[512], err[512], kernel[128];
     problem_format(p, name, sizeof(name));
     printf("%-52s ", name);
     fflush(stdout);
@@ -437,6 +450,10 @@ static int bitwise_one(ak_ctx *ctx_n, ak_ctx *ctx_1, const options *o, const pro
         in.lse_bytes = din.lse_bytes;
     } else if (inputs_create(p, o->seed, &in, err, sizeof(err)) != 0) {
         printf("ERROR %s\n", err);
+        return 1;
+    } else if (p->sp.kind != SP_NONE && sp_build(ctx_n, p, &in.sp, err, sizeof(err)) != 0) {
+        printf("ERROR %s\n", err);
+        inputs_free(&in);
         return 1;
     }
     unsigned char *oa = xalloc(in.o_bytes), *ob = xalloc(in.o_bytes), *oc = xalloc(in.o_bytes);

@@ -11,6 +11,27 @@
 
 #include "attnkit.h"
 
+/* ---- a sparse pattern on a dense problem: the sp-<kind>-<param>... token (sparse.c, grammar in problem.c) ---- */
+enum sp_kind { SP_NONE, SP_WINDOW, SP_STRIDED, SP_NA, SP_POWER, SP_S2, SP_MOA, SP_SFATTN, SP_DOC, SP_BLOCKS,
+               SP_DENSE, SP_JSON, SP_KIND_COUNT };
+#define SP_MAX_DOCS 64
+
+typedef struct sp_spec {
+    int kind;                         /* SP_NONE: a dense problem */
+    int w, sink, dil, blk, bq;        /* window (w: tokens), power (w: blocks), strided (sink, bq), doc (bq) */
+    int local, stride;                /* strided */
+    int bs;                           /* power, s2, blocks, dense: block size */
+    int ndim, ext[3], ker[3], ndil[3], nstr[3], ncau[3], tile[3];    /* na1d / na2d / na3d */
+    int s2local, vs, homo, ndense, off, rel, lr, nofix;              /* s2 */
+    float alpha, beta;                /* moa, inline form */
+    int moa_file, layer, newtok, exact;                              /* moa */
+    int group, slo, shi;              /* sfattn */
+    int n_doc, doc[SP_MAX_DOCS];      /* doc: document lengths, cycled over the tokens */
+    float density;                    /* blocks */
+    int seed;                         /* blocks */
+    char file[256];                   /* moa (file form), json */
+} sp_spec;
+
 /* ---- one attention problem, as typed on the command line (grammar in problem.c) ---- */
 typedef struct problem {
     int B, Hq, Hkv, Lq, Lk, d, dv;
@@ -40,6 +61,8 @@ typedef struct problem {
     int bwd;                   /* ak_la_backward (gradients) instead of the forward */
     int norm;                  /* ak_la_desc.norm (ak_la_norm): output normalization, AK_LA_NORM_NONE = off */
     int gate;                  /* ak_la_desc.has_gate: a random output gate (backward: its gradient too) */
+    /* dense problems only: a sparse pattern (sp-...), run through ak_plan_create_sparse */
+    sp_spec sp;
 } problem;
 
 int problem_parse(const char *s, problem *p, char *err, size_t errlen);
@@ -48,12 +71,21 @@ int problem_expand(const char *spec, char ***out, int *n_out, char *err, size_t 
 void problem_list_free(char **list, int n);
 int problems_from_args(char **specs, int n_specs, problem **out, int *n_out);
 
+/* ---- sparse patterns (sparse.c) ---- */
+int sp_is_file_token(const char *tok);   /* sp-json-FILE / sp-moa-FILE...: the token runs to the end of the string */
+int sp_parse(const char *tok, sp_spec *s, char *err, size_t errlen);
+int sp_validate(problem *p, char *err, size_t errlen);
+void sp_format(const sp_spec *s, char *buf, size_t len);
+int sp_build(ak_ctx *ctx, const problem *p, ak_sparse **out, char *err, size_t errlen);
+int sp_plan_head(int n_heads, int Hq, int Hkv, int h);
+
 /* ---- inputs of one problem: buffers, views, metadata (inputs.c) ---- */
 typedef struct inputs {
     problem p;
     ak_attn_desc desc;
     int Bt;                      /* batch dimension of the tensors: 1 when varlen, else B */
     int64_t Tq, Tk;              /* L dimension of the tensors: packed totals when varlen */
+    ak_sparse *sp;               /* sparse problems: the pattern (sp_build; inputs_free destroys it) */
     int32_t *cu_q, *cu_k;        /* varlen: [B + 1] */
     void *q, *k, *v, *o, *lse, *slopes, *sinks;
     size_t o_bytes, lse_bytes;
@@ -66,6 +98,7 @@ typedef struct seq_geom {
 } seq_geom;
 
 int inputs_create(const problem *p, uint64_t seed, inputs *in, char *err, size_t errlen);
+void problem_desc(const problem *p, ak_attn_desc *d);   /* the descriptor of a problem without varlen */
 void inputs_free(inputs *in);
 seq_geom inputs_seq(const inputs *in, int b);
 double visible_pairs(const inputs *in);
@@ -132,6 +165,10 @@ typedef struct options {
     int deterministic;  /* -1 = library default */
     uint64_t seed;
     int full_check;     /* check: no cap on the reference work of decode and linear problems */
+    const char *png;    /* plan: picture of the mask (PNG) */
+    const char *json;   /* plan: the pattern as JSON (ak_sparse_to_json) */
+    int grid;           /* plan: the picture's size, at most grid x grid mask pixels */
+    int head;           /* plan: the plan head pictured */
 } options;
 
 int ctx_from_options(const options *o, int n_threads, ak_ctx **out);
@@ -140,6 +177,11 @@ int ctx_from_options(const options *o, int n_threads, ak_ctx **out);
 int mode_check(const options *o, char **problems, int n);
 int mode_bitwise(const options *o, char **problems, int n);
 int mode_bench(const options *o, char **problems, int n);
+int mode_plan(const options *o, char **problems, int n);
+
+/* ---- PNG writer (png.c): 8-bit grayscale (channels 1) or RGB (3), rows top to bottom, stored deflate ---- */
+int png_write(const char *path, int width, int height, int channels, const unsigned char *pixels, char *err,
+              size_t errlen);
 
 /* ---- check helpers shared by the kinds of problem (check.c) ---- */
 /* One compared output: max |opt - ref|, max |naive32 - ref|, max |ref|; dt = the optimized output's dtype
@@ -198,6 +240,8 @@ int linear_check_one(ak_ctx *ctx, const options *o, const problem *p);
 int linear_bitwise_one(ak_ctx *ctx_n, ak_ctx *ctx_1, const options *o, const problem *p);
 int bench_linear(ak_ctx *ctx, const options *o, const bench_env *env, const problem *p, int name_w, int *rows,
                  int *last_kind);
+/* ---- text files (util.c) ---- */
+char *read_file(const char *path, size_t *len);   /* malloc'ed, NUL-terminated; NULL on failure (errno set) */
 
 /* ---- utilities (util.c) ---- */
 double now_seconds(void);

@@ -53,9 +53,8 @@ static int make_varlen(inputs *in, uint64_t seed) {
     return 0;
 }
 
-static void fill_desc(inputs *in) {
-    const problem *p = &in->p;
-    ak_attn_desc *d = &in->desc;
+/* The descriptor of problem p (cu_seqlens left NULL). */
+void problem_desc(const problem *p, ak_attn_desc *d) {
     ak_attn_desc_init(d);
     d->batch = p->B;
     d->num_heads_q = p->Hq;
@@ -75,8 +74,12 @@ static void fill_desc(inputs *in) {
     d->has_alibi = p->alibi;
     d->has_sinks = p->sinks;
     d->return_lse = p->lse;
-    d->cu_seqlens_q = p->varlen ? in->cu_q : NULL;
-    d->cu_seqlens_k = p->varlen ? in->cu_k : NULL;
+}
+
+static void fill_desc(inputs *in) {
+    problem_desc(&in->p, &in->desc);
+    in->desc.cu_seqlens_q = in->p.varlen ? in->cu_q : NULL;
+    in->desc.cu_seqlens_k = in->p.varlen ? in->cu_k : NULL;
 }
 
 /* Allocate and fill everything for problem p; 0 = ok, else -1 with a message (in is freed). */
@@ -130,6 +133,7 @@ oom:
 }
 
 void inputs_free(inputs *in) {
+    ak_sparse_destroy(in->sp);
     free(in->cu_q);
     free(in->cu_k);
     free(in->q);
@@ -230,8 +234,8 @@ static float round_like_inputs(const problem *p, float x) {
  * S and the normalised P are rounded to that dtype, as PyTorch's math path does on half tensors.
  * s has room for g.lk floats, acc for dv floats. Writes o[dv] and *lse.
  */
-static void naive_row(const inputs *in, const float *qf, const float *kf, const float *vf,
-                      seq_geom g, int h, int64_t i, float *s, float *acc, float *o, float *lse) {
+static void naive_row(const inputs *in, const float *qf, const float *kf, const float *vf, seq_geom g, int h,
+                      int64_t i, const uint8_t *mrow, float *s, float *acc, float *o, float *lse) {
     const problem *p = &in->p;
     int hk = h / (p->Hq / p->Hkv);
     float scale = isnan(p->scale) ? (float)(1.0 / sqrt((double)p->d)) : p->scale;
@@ -242,6 +246,7 @@ static void naive_row(const inputs *in, const float *qf, const float *kf, const 
     visible_range(p, g.lq, g.lk, i, &lo, &hi);
     float m = sink;
     for (int64_t j = lo; j <= hi; j++) {
+        if (mrow && !mrow[j]) { s[j] = -INFINITY; continue; }   /* outside the sparse pattern */
         const float *k = kf + (((size_t)g.bidx * p->Hkv + hk) * in->Tk + g.k_off + j) * p->d;
         float dot = 0.0f;
         for (int c = 0; c < p->d; c++) dot += q[c] * k[c];
@@ -261,6 +266,7 @@ static void naive_row(const inputs *in, const float *qf, const float *kf, const 
     float l = p->sinks ? expf(sink - m) : 0.0f;
     for (int64_t j = lo; j <= hi; j++) l += expf(s[j] - m);
     for (int64_t j = lo; j <= hi; j++) {
+        if (s[j] == -INFINITY) continue;
         const float *v = vf + (((size_t)g.bidx * p->Hkv + hk) * in->Tk + g.k_off + j) * p->dv;
         float pj = round_like_inputs(p, expf(s[j] - m) / l);
         for (int c = 0; c < p->dv; c++) acc[c] += pj * v[c];
@@ -271,7 +277,9 @@ static void naive_row(const inputs *in, const float *qf, const float *kf, const 
 
 /*
  * Naive fp32 attention: o is contiguous [Bt][Hq][Tq][dv], lse [Bt][Hq][Tq] (rows of no sequence
- * stay as given). Single-threaded; O(Lk) scratch per row. 0 = ok, -1 = out of memory.
+ * stay as given). Single-threaded; O(Lk) scratch per row. With a sparse pattern (in->sp) a key is
+ * visible iff the problem's masks and the pattern's element mask (ak_sparse_mask of the plan batch and
+ * head serving the row) both admit it; the mask costs Lq x Lk bytes. 0 = ok, -1 = out of memory.
  */
 int naive_f32(const inputs *in, float *o, float *lse) {
     const problem *p = &in->p;
@@ -279,17 +287,33 @@ int naive_f32(const inputs *in, float *o, float *lse) {
     float *qf = to_f32(&in->t.q), *kf = to_f32(&in->t.k), *vf = to_f32(&in->t.v);
     float *s = xalloc(sizeof(float) * (size_t)(in->Tk + 1));
     float *acc = xalloc(sizeof(float) * (size_t)p->dv);
-    if (qf && kf && vf && s && acc) {
+    ak_sparse_desc sd;
+    uint8_t *mask = NULL;
+    int mb = -1, mh = -1;
+    if (in->sp) {
+        ak_sparse_desc_init(&sd);
+        if (ak_sparse_get_desc(in->sp, &sd) == AK_OK) mask = xalloc((size_t)sd.nq * (size_t)sd.nk + 1);
+    }
+    if (qf && kf && vf && s && acc && (!in->sp || mask)) {
         ok = 1;
-        for (int b = 0; b < p->B; b++) {
+        for (int b = 0; b < p->B && ok; b++) {
             seq_geom g = inputs_seq(in, b);
-            for (int h = 0; h < p->Hq; h++)
-                for (int64_t i = 0; i < g.lq; i++) {
-                    size_t row = ((size_t)g.bidx * p->Hq + h) * in->Tq + g.q_off + i;
-                    naive_row(in, qf, kf, vf, g, h, i, s, acc, o + row * p->dv, lse + row);
+            for (int h = 0; h < p->Hq && ok; h++) {
+                if (in->sp) {
+                    int pb = sd.n_batch == 1 ? 0 : b, ph = sp_plan_head(sd.n_heads, p->Hq, p->Hkv, h);
+                    if ((pb != mb || ph != mh) && ak_sparse_mask(in->sp, pb, ph, mask) != AK_OK) ok = 0;
+                    mb = pb;
+                    mh = ph;
                 }
+                for (int64_t i = 0; i < g.lq && ok; i++) {
+                    size_t row = ((size_t)g.bidx * p->Hq + h) * in->Tq + g.q_off + i;
+                    naive_row(in, qf, kf, vf, g, h, i, mask ? mask + (size_t)i * (size_t)g.lk : NULL, s, acc,
+                              o + row * p->dv, lse + row);
+                }
+            }
         }
     }
+    free(mask);
     free(qf);
     free(kf);
     free(vf);

@@ -1,6 +1,6 @@
 /*
  * main.c — the attnkit command-line tool: options, --help, --version, the `peak` mode, and the
- * dispatch to `check`, `bitwise` (check.c) and `bench` (bench.c).
+ * dispatch to `check`, `bitwise` (check.c), `bench` (bench.c) and `plan` (plan.c).
  * Exit status: 0 ok, 1 a failed check / differing bits / library error, 2 a usage error.
  */
 #include <stdlib.h>
@@ -30,7 +30,11 @@ static void usage(FILE *f) {
         "  bench <problem>...    time ak_attention_run (plan, workspace and inputs reused); comma lists\n"
         "                        sweep; time, useful GFLOP/s, %% of the peak measured in the same run\n"
         "                        (decode problems: ak_decode_run, KV GB/s, %% of the DRAM read peak;\n"
-        "                        linear problems: ms/token, tokens/s per head, GFLOP/s, %% of the fp32 FMA peak)\n"
+        "                        linear problems: ms/token, tokens/s per head, GFLOP/s, %% of the fp32 FMA peak;\n"
+        "                        sparse problems: the sparse plan, then the dense plan of the same problem: both\n"
+        "                        times, density, speedup, ideal = 1/density, speedup/ideal, waste, balance)\n"
+        "  plan <problem>...     sparse problems: build the pattern, print its statistics, the plan's with the\n"
+        "                        problem's heads and ak_plan_explain; --png / --json write it out\n"
         "  peak                  measure fp32 FMA and bf16 dot peaks and DRAM read bandwidth\n"
         "\n"
         "options [default]:\n"
@@ -50,6 +54,11 @@ static void usage(FILE *f) {
         "      --full            check: compare every (sequence, KV head) pair of a decode problem\n"
         "                        [off: those within 2^27 reference multiply-adds, at least one], every\n"
         "                        (sequence, head) pair of a linear problem whole [off: within 2^28]\n"
+        "      --png FILE        plan: picture of the mask of one plan head (white = empty, black = all\n"
+        "                        pairs active; several problems: FILE-<index>.png) [none]\n"
+        "      --grid N          plan: the picture's mask pixels, at most N x N (aspect kept) [512]\n"
+        "      --head H          plan: the plan head pictured [0]\n"
+        "      --json FILE       plan: the pattern as JSON, reloadable with sp-json-FILE [none]\n"
         "\n"
         "problem string: tokens joined by '_' (q and d required, the rest optional):\n"
         "  b<B> [1]  h<Hq> [1]  hkv<Hkv> [=Hq]  q<Lq>  k<Lk> [=Lq]  d<d>  dv<dv> [=d]\n"
@@ -75,6 +84,25 @@ static void usage(FILE *f) {
         "  rec (recurrent form)  bwd (backward: ak_la_backward)  nodecay nostate nosrms nogate norec nobwd:\n"
         "  the defaults   e.g. linear_b1_h8_q4096_d128_e64_bf16_decay_state_blk64\n"
         "  linear_b4_h8_q2048_d64_ragged_state_bwd   linear_b1_h8_q4096_d128_bf16_decay_srms_gate\n"
+        "\n"
+        "sparse problem: a dense problem (no varlen) plus one pattern token sp-<kind>-<param>..., last;\n"
+        "  parameters in any order, [default]; window, strided, power, moa, sfattn need causal; s2, doc,\n"
+        "  blocks, dense take the problem's causal flag:\n"
+        "  sp-window-w<tokens>[512]-sink<n>[4]-dil<d>[1]-blk<b>[0 = token-exact]-bq<rows>[64]\n"
+        "  sp-strided-l<local>[256]-s<stride>[256]-sink<n>[0]-bq<rows>[64]\n"
+        "  sp-power-bs<block>[256]-w<blocks>[5]\n"
+        "  sp-na1d-<n>[q]-k<K>  sp-na2d-<E>x<E>-k<K>x<K>  sp-na3d-<E>x<E>x<E>-k<K>x<K>x<K> (q = k = grid tokens;\n"
+        "    K alone = every axis) -d<dilation>[1] -s<stride>[1] -c<causal 0|1 per axis>[0] -t<query tile>[auto]\n"
+        "  sp-s2-bs<block>[64]-local<blocks>[16]-vs<vert stride>[8] [-homo] [-dense<heads>] [-off<n>] [-rel]\n"
+        "    [-lr<blocks>] [-nofix] (one pattern per KV head)\n"
+        "  sp-moa-a<alpha>-b<beta>[0] (every head) | sp-moa-FILE-layer<n>[0] (a MoA plan file); -new<n>[1024] -exact\n"
+        "  sp-sfattn-g<group> (required: even, divides k)-sink<n>[4]-slo<head>[Hq/2]-shi<head>[Hq] (shifted heads)\n"
+        "  sp-doc-<len>[+<len>...] documents of these lengths, repeated to fill q (= k); -bq<rows>[64]\n"
+        "  sp-blocks-bs<block>[64]-density<x>[0.25]-seed<n>[1] random block mask (diagonal kept when causal)\n"
+        "  sp-dense-bs<block>[64] every block   sp-json-FILE a saved pattern   nosp: no pattern\n"
+        "  FILE runs to the end of the problem string (may hold '_'); a numeric sweep alternative replaces the\n"
+        "  last parameter's value: sp-blocks-bs64-density0.1,0.25,0.5\n"
+        "  e.g. b1_h8_hkv2_q4096_d128_causal_bf16_sp-power-bs256-w5   b1_h4_q4096_d64_sp-na2d-64x64-k13\n"
         "\n"
         "sweeps (any mode): a token may hold a comma list; a numeric alternative keeps the prefix:\n"
         "  b1_h8_hkv8,2_q4096,16384_k=q_d64,128,256_causal,nocausal_f32,bf16  (48 problems,\n"
@@ -197,7 +225,8 @@ static int bad_usage(const char *fmt, const char *arg) {
 }
 
 int main(int argc, char **argv) {
-    options o = {0, 5, 1, OUT_HUMAN, -1, 0, 0, 0, 0, -1, 1, 0};
+    options o = {0, 5, 1, OUT_HUMAN, -1, 0, 0, 0, 0, -1, 1, 0, NULL, NULL, 512, 0};
+    const char *plan_only = NULL;   /* a plan-mode option given (refused in the other modes) */
     const char *mode = NULL;
     char **args = calloc((size_t)argc + 1, sizeof(char *));
     int n_args = 0;
@@ -238,18 +267,36 @@ int main(int argc, char **argv) {
         else if (!strcmp(name, "--explain") && !eq) o.explain = 1;
         else if (!strcmp(name, "--no-peak") && !eq) o.no_peak = 1;
         else if (!strcmp(name, "--full") && !eq) o.full_check = 1;
+        else if (!strcmp(name, "--png")) {
+            bad = !(val = option_value(argc, argv, &i, eq)) || !*val;
+            o.png = val;
+            plan_only = "--png";
+        } else if (!strcmp(name, "--json")) {
+            bad = !(val = option_value(argc, argv, &i, eq)) || !*val;
+            o.json = val;
+            plan_only = "--json";
+        } else if (!strcmp(name, "--grid")) {
+            bad = !(val = option_value(argc, argv, &i, eq)) || parse_int(val, 1, 16384, &o.grid);
+            plan_only = "--grid";
+        } else if (!strcmp(name, "--head")) {
+            bad = !(val = option_value(argc, argv, &i, eq)) || parse_int(val, 0, 1 << 30, &o.head);
+            plan_only = "--head";
+        }
         else { free(args); return bad_usage("unknown option '%s'", a); }
         if (bad) { free(args); return bad_usage(val ? "bad value for %s" : "%s needs a value", name); }
     }
     int rc;
     if (!mode) { usage(stderr); rc = 2; }
+    else if (plan_only && strcmp(mode, "plan") != 0) rc = bad_usage("%s applies to the plan mode only", plan_only);
+    else if (!strcmp(mode, "plan"))
+        rc = n_args ? mode_plan(&o, args, n_args) : bad_usage("%s needs at least one sparse problem string", mode);
     else if (!strcmp(mode, "peak")) rc = n_args ? bad_usage("peak takes no problem ('%s')", args[0]) : mode_peak(&o);
     else if (!strcmp(mode, "check") || !strcmp(mode, "bitwise") || !strcmp(mode, "bench")) {
         if (n_args == 0) rc = bad_usage("%s needs at least one problem string", mode);
         else if (!strcmp(mode, "check")) rc = mode_check(&o, args, n_args);
         else if (!strcmp(mode, "bitwise")) rc = mode_bitwise(&o, args, n_args);
         else rc = mode_bench(&o, args, n_args);
-    } else rc = bad_usage("unknown mode '%s' (check, bitwise, bench, peak)", mode);
+    } else rc = bad_usage("unknown mode '%s' (check, bitwise, bench, plan, peak)", mode);
     free(args);
     return rc;
 }

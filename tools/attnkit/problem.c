@@ -29,9 +29,48 @@
  *   has_gate; backward: d_gate)   rec (the recurrent form)   bwd (the backward pass)
  *   nodecay nostate nosrms nogate norec nobwd noragged: the defaults.
  *   Not for linear problems: hkv, k, causal (always), masks, softcap, alibi, sinks, lse, kv<dtype>, layouts, varlen.
+ * A sparse problem is a dense problem (not varlen) plus one pattern token, sp-<kind>-<param>-<param>...
+ * (sparse.c parses it; ak_plan_create_sparse runs it), e.g.
+ *   b1_h8_hkv2_q4096_k4096_d128_causal_bf16_sp-power-bs256-w5
+ * A parameter is its name and value (w512, density0.25, k13x13), a flag its name alone (homo); parameters
+ * come in any order, each once; [default] = the library's (ak_*_params_init). The canonical form prints the
+ * main parameters always and the others when they differ from the default, and puts the token last.
+ *   sp-window   w<tokens> [512]  sink<n> [4]  dil<d> [1]  blk<b> [0 = token-exact; w a multiple of b]
+ *               bq<rows> [64]                                       (ak_sparse_window; causal)
+ *   sp-strided  l<local> [256]  s<stride> [256]  sink<n> [0]  bq<rows> [64]   (ak_sparse_strided; causal)
+ *   sp-power    bs<block> [256]  w<blocks> [5]                      (ak_sparse_power; causal)
+ *   sp-na1d / sp-na2d / sp-na3d  <extent> (E, ExE, ExExE; na1d: [q])  k<kernel> (required)  d<dilation> [1]
+ *               s<stride> [1]  c<causal 0|1> [0]  t<query tile> [0 = the library's]; a per-axis value is
+ *               AxB(xC) or one number for every axis; q = k = the grid's tokens (ak_sparse_neighborhood)
+ *   sp-s2       bs<block> [64]  local<blocks> [16]  vs<vert_stride> [8]  homo  dense<n> [0]  off<n> [0]
+ *               rel  lr<blocks> [0; rel, not causal]  nofix (fix_coverage 0); heads and causal from the
+ *               problem (ak_sparse_s2, one pattern per KV head)
+ *   sp-moa      a<alpha> (first)  b<beta> [0]: the same span for every head; or FILE (a MoA plan
+ *               {"alphas": [L][H], "betas": [L][H]}, ak_moa_load) then layer<n> [0]; both: new<n>
+ *               max_new_tokens [1024]  exact (token_exact) (ak_sparse_moa; causal)
+ *   sp-sfattn   g<group> (required: even, divides k; q = k)  sink<n> [4]  slo<h> [Hq/2]  shi<h> [Hq]
+ *               (ak_sparse_sfattn, one pattern per query head; causal)
+ *   sp-doc      <len>[+<len>...] (required) document lengths, repeated until q tokens are covered (the
+ *               last one cut); q = k  bq<rows> [64] (ak_sparse_document; causal from the problem)
+ *   sp-blocks   bs<block> [64]  density<x> [0.25]  seed<n> [1]: a random block mask of bs x bs blocks:
+ *               of the eligible blocks (causal: those not wholly above the diagonal), round(x * eligible)
+ *               chosen uniformly (seeded), the diagonal blocks always kept when causal
+ *               (ak_sparse_block_mask, one head; causal from the problem)
+ *   sp-dense    bs<block> [64]: every block (the sparse executor on the full mask)
+ *   sp-json     FILE: a saved pattern (ak_sparse_from_json; attnkit plan --json writes one)
+ *   nosp        no pattern (the default; for sweeps)
+ * FILE (sp-json-FILE, sp-moa-FILE...) runs to the end of the problem string, so it may hold '_', '-' or ',';
+ * moa's layer/new/exact are peeled off its end; the inline moa form starts with a<number>.
+ * Window, strided, power, moa and sfattn are causal patterns: the problem must say causal (bench times the
+ * dense kernel with the problem's own masks). The problem's masks (window, softcap, ALiBi, sinks, LSE) apply
+ * on top of the pattern.
+ *
  * A sweep spec puts comma lists in tokens: hkv8,2 = hkv8 | hkv2 ("hkv" carries over to an
  * alternative that starts with a digit, '.' or '-'); causal,nocausal; f32,bf16. Every
- * combination of alternatives is one problem, the first token varying slowest.
+ * combination of alternatives is one problem, the first token varying slowest. In a sparse token a
+ * numeric alternative (digit or '.') replaces the value of the last parameter (sp-window-sink4-w256,512;
+ * sp-doc-512,1024), any other is a whole token (sp-power-bs256,sp-window-w512,nosp); a file token is
+ * split only when every later alternative is numeric (sp-moa-FILE-layer0,1,2).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -39,9 +78,11 @@
 
 #include "cli.h"
 
+#define ALT_LEN 320   /* one alternative of a sweep token (a sparse file token holds a path) */
+
 enum field {
     F_B, F_H, F_HKV, F_Q, F_K, F_D, F_DV, F_CAUSAL, F_WIN, F_WR, F_SOFTCAP, F_ALIBI, F_SINKS, F_LSE,
-    F_SCALE, F_DTYPE, F_KVDTYPE, F_ODTYPE, F_LAYOUT, F_VARLEN,
+    F_SCALE, F_DTYPE, F_KVDTYPE, F_ODTYPE, F_LAYOUT, F_VARLEN, F_SPARSE,
     F_DECODE, F_PAGE, F_PLAYOUT, F_VOCAB, F_RAGGED, F_PREFIX, F_WORKERS, F_TILE,
     F_LINEAR, F_DECAY, F_STATE, F_BLK, F_REC, F_BWD, F_NORM, F_GATE, F_COUNT
 };
@@ -56,14 +97,14 @@ static int field_kinds(int f) {
     switch (f) {
     case F_B: case F_H: case F_Q: case F_D: case F_DV: case F_SCALE: case F_DTYPE: case F_ODTYPE:
         return K_DENSE | K_DECODE | K_LINEAR;
-    case F_LAYOUT: case F_VARLEN: return K_DENSE;
+    case F_LAYOUT: case F_VARLEN: case F_SPARSE: return K_DENSE;
     default: return K_DENSE | K_DECODE;
     }
 }
 
 static const char *field_name[F_COUNT] = {
     "b", "h", "hkv", "q", "k", "d", "dv", "causal", "win", "wr", "softcap", "alibi", "sinks", "lse",
-    "scale", "dtype", "kv<dtype>", "o<dtype>", "layout", "varlen",
+    "scale", "dtype", "kv<dtype>", "o<dtype>", "layout", "varlen", "the sparse pattern (sp-...)",
     "decode", "page", "page layout", "csr", "ragged", "prefix", "workers", "tile",
     "linear", "decay", "state", "blk", "rec", "bwd", "norm", "gate"};
 
@@ -80,7 +121,7 @@ static const struct { const char *name; enum field f; } no_tokens[] = {
     {"noalibi", F_ALIBI},   {"nosinks", F_SINKS}, {"nolse", F_LSE},   {"noscale", F_SCALE},
     {"novarlen", F_VARLEN}, {"nopage", F_PAGE}, {"nocsr", F_VOCAB}, {"noragged", F_RAGGED},
     {"noprefix", F_PREFIX}, {"nodecay", F_DECAY}, {"nostate", F_STATE}, {"norec", F_REC}, {"nobwd", F_BWD},
-    {"nosrms", F_NORM},     {"nogate", F_GATE}};
+    {"nosrms", F_NORM},     {"nogate", F_GATE},   {"nosp", F_SPARSE}};
 
 static int parse_dtype(const char *s, ak_dtype *out) {
     if (strcmp(s, "f32") == 0) *out = AK_F32;
@@ -109,6 +150,7 @@ static void problem_defaults(problem *p) {
 
 /* Apply one token; returns the field it sets, or -1 (message in err). */
 static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, size_t errlen) {
+    if (strncmp(tok, "sp-", 3) == 0) return sp_parse(tok, &p->sp, err, errlen) == 0 ? F_SPARSE : -1;
     if (strcmp(tok, "causal") == 0) { p->causal = 1; return F_CAUSAL; }
     if (strcmp(tok, "alibi") == 0) { p->alibi = 1; return F_ALIBI; }
     if (strcmp(tok, "sinks") == 0) { p->sinks = 1; return F_SINKS; }
@@ -131,7 +173,7 @@ static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, si
         static const char *modes[] = {"", "official", "minimax", "paper"};   /* "" = official */
         for (int m = 0; m < 4; m++)
             if (strcmp(tok + 5, modes[m]) == 0) { p->decay = m ? m - 1 : AK_LA_DECAY_OFFICIAL; return F_DECAY; }
-        snprintf(err, errlen, "unknown decay '%s' (decay, decayofficial, decayminimax, decaypaper)", tok);
+        snprintf(err, errlen, "unknown decay '%.200s' (decay, decayofficial, decayminimax, decaypaper)", tok);
         return -1;
     }
     if (strcmp(tok, "i8") == 0) { p->dt_q = AK_F32; p->dt_kv = AK_I8; seen_rel[3] = 1; return F_DTYPE; }
@@ -144,7 +186,7 @@ static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, si
     if (strncmp(tok, "kv", 2) == 0 && parse_kv_dtype(tok + 2, &p->dt_kv) == 0) return F_KVDTYPE;
     if (tok[0] == 'o' && parse_dtype(tok + 1, &p->dt_o) == 0) return F_ODTYPE;
     if (strncmp(tok, "softcap", 7) == 0 && parse_float(tok + 7, &p->softcap) == 0) {
-        if (p->softcap < 0) { snprintf(err, errlen, "softcap must be >= 0 in '%s'", tok); return -1; }
+        if (p->softcap < 0) { snprintf(err, errlen, "softcap must be >= 0 in '%.200s'", tok); return -1; }
         return F_SOFTCAP;
     }
     if (strncmp(tok, "scale", 5) == 0 && parse_float(tok + 5, &p->scale) == 0) return F_SCALE;
@@ -163,8 +205,23 @@ static int apply_token(const char *tok, problem *p, int *seen_rel, char *err, si
         if (int_tokens[i].f == F_RAGGED) p->ragged = 1;
         return int_tokens[i].f;
     }
-    snprintf(err, errlen, "unknown token '%s'", tok);
+    snprintf(err, errlen, "unknown token '%.200s'", tok);
     return -1;
+}
+
+/*
+ * The next '_'-separated token of *cur (NULL at the end; empty tokens are skipped, as strtok does). A file token
+ * (sp-json-FILE, sp-moa-FILE...) runs to the end of the string, so FILE may hold '_', '-' and ','.
+ */
+static char *next_token(char **cur) {
+    char *t = *cur;
+    while (t && *t == '_') t++;
+    if (!t || !*t) { *cur = NULL; return NULL; }
+    if (sp_is_file_token(t)) { *cur = NULL; return t; }
+    char *u = strchr(t, '_');
+    if (u) { *u = '\0'; *cur = u + 1; }
+    else *cur = NULL;
+    return t;
 }
 
 /* Parse one problem string (no comma lists). 0 = ok; else -1 with a message in err. */
@@ -175,11 +232,15 @@ int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
     snprintf(buf, sizeof(buf), "%s", s);
     problem_defaults(p);
     p->Hkv = p->Lk = p->dv = -1;    /* -1 = "same as" until resolved below */
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, "_", &save); tok; tok = strtok_r(NULL, "_", &save), n_tok++) {
-        char msg[256];
+    char *cur = buf;
+    for (char *tok = next_token(&cur); tok; tok = next_token(&cur), n_tok++) {
+        char msg[512];
         int f = apply_token(tok, p, rel, msg, sizeof(msg));
         if (f < 0) { snprintf(err, errlen, "%s in problem '%s'", msg, s); return -1; }
+        if (seen[f] && f == F_SPARSE) {
+            snprintf(err, errlen, "token '%s': a problem has one sparse pattern, in problem '%s'", tok, s);
+            return -1;
+        }
         if (seen[f]) {
             snprintf(err, errlen, "token '%s' sets %s a second time in problem '%s'", tok, field_name[f], s);
             return -1;
@@ -205,7 +266,7 @@ int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
                      kinds & K_LINEAR ? " and linear" : "", kinds & K_LINEAR ? ", linear_..." : "", s);
             return -1;
         }
-        if (p->decode && (f == F_LAYOUT || f == F_VARLEN || (f == F_K && rel[0]))) {
+        if (p->decode && (f == F_LAYOUT || f == F_VARLEN || f == F_SPARSE || (f == F_K && rel[0]))) {
             snprintf(err, errlen, "token '%s' does not apply to decode problems%s, in problem '%s'", tok,
                      f == F_VARLEN ? " (ragged lengths: ragged)" : "", s);
             return -1;
@@ -252,6 +313,13 @@ int problem_parse(const char *s, problem *p, char *err, size_t errlen) {
         snprintf(err, errlen, "ragged%d: the shortest length is above %s%d, in problem '%s'", p->ragged_lo,
                  p->linear ? "q" : "k", p->Lk, s);
         return -1;
+    }
+    if (p->sp.kind != SP_NONE) {
+        char msg[512];
+        if (sp_validate(p, msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen, "%s, in problem '%s'", msg, s);
+            return -1;
+        }
     }
     return 0;
 }
@@ -310,6 +378,11 @@ void problem_format(const problem *p, char *buf, size_t len) {
     if (p->dt_o != p->dt_q && n < len) n += (size_t)snprintf(buf + n, len - n, "_o%s", ak_dtype_name(p->dt_o));
     if (p->bshd && n < len) n += (size_t)snprintf(buf + n, len - n, "_bshd");
     if (p->varlen && n < len) n += (size_t)snprintf(buf + n, len - n, "_varlen");
+    if (p->sp.kind != SP_NONE && n < len) {   /* last: a file token runs to the end of the string */
+        char t[1024];
+        sp_format(&p->sp, t, sizeof(t));
+        n += (size_t)snprintf(buf + n, len - n, "_%s", t);
+    }
     if (!p->decode) return;
     if (p->page && n < len) n += (size_t)snprintf(buf + n, len - n, "_page%d", p->page);
     if (p->hnd && n < len) n += (size_t)snprintf(buf + n, len - n, "_hnd");
@@ -326,20 +399,49 @@ void problem_list_free(char **list, int n) {
     free(list);
 }
 
-/* Alternatives of one sweep token: "hkv8,2" -> {"hkv8", "hkv2"}. Returns the count, or -1. */
-static int split_alternatives(const char *tok, char alts[][128], int max, char *err, size_t errlen) {
+/* The sweep prefix of a sparse token: everything before the value of its last parameter
+ * ("sp-blocks-bs64-density0.25" -> "sp-blocks-bs64-density", "sp-doc-512" -> "sp-doc-"). */
+static size_t sp_prefix_len(const char *first, size_t len) {
+    size_t dash = len;
+    while (dash > 0 && first[dash - 1] != '-') dash--;
+    size_t p = dash;
+    while (p < len && first[p] >= 'a' && first[p] <= 'z') p++;
+    return p;
+}
+
+static int is_numeric_alt(const char *s) { return (s[0] >= '0' && s[0] <= '9') || s[0] == '.'; }
+
+/* Alternatives of one sweep token: "hkv8,2" -> {"hkv8", "hkv2"}. Returns the count, or -1.
+ * A sparse token's numeric alternative replaces the value of its last parameter (sp-window-sink4-w512,1024);
+ * a file token (sp-json-FILE, sp-moa-FILE...) splits only when every later alternative is numeric. */
+static int split_alternatives(const char *tok, char alts[][ALT_LEN], int max, char *err, size_t errlen) {
     size_t plen = strcspn(tok, "0123456789.-");   /* prefix of the first alternative */
-    int n = 0;
+    int n = 0, sparse = strncmp(tok, "sp-", 3) == 0;
+    if (sparse) {
+        size_t first = strcspn(tok, ",");
+        plen = sp_prefix_len(tok, first);
+        if (sp_is_file_token(tok))
+            for (const char *c = strchr(tok, ','); c; c = strchr(c + 1, ','))
+                if (!is_numeric_alt(c + 1)) {   /* a ',' of the file name: one alternative */
+                    if (strlen(tok) >= ALT_LEN) { snprintf(err, errlen, "token too long: '%s'", tok); return -1; }
+                    snprintf(alts[0], ALT_LEN, "%s", tok);
+                    return 1;
+                }
+    }
     const char *s = tok;
     for (;;) {
         size_t len = strcspn(s, ",");
         if (len == 0) { snprintf(err, errlen, "empty alternative in '%s'", tok); return -1; }
         if (n == max) { snprintf(err, errlen, "too many alternatives in '%s'", tok); return -1; }
-        int numeric = (s[0] >= '0' && s[0] <= '9') || s[0] == '.' || s[0] == '-';
+        int numeric = sparse ? is_numeric_alt(s) : (s[0] >= '0' && s[0] <= '9') || s[0] == '.' || s[0] == '-';
+        if ((numeric && n > 0 ? plen : 0) + len >= ALT_LEN) {
+            snprintf(err, errlen, "token too long: '%s'", tok);
+            return -1;
+        }
         if (numeric && n > 0)
-            snprintf(alts[n], 128, "%.*s%.*s", (int)plen, tok, (int)len, s);
+            snprintf(alts[n], ALT_LEN, "%.*s%.*s", (int)plen, tok, (int)len, s);
         else
-            snprintf(alts[n], 128, "%.*s", (int)len, s);
+            snprintf(alts[n], ALT_LEN, "%.*s", (int)len, s);
         n++;
         if (s[len] == '\0') break;
         s += len + 1;
@@ -353,16 +455,16 @@ static int split_alternatives(const char *tok, char alts[][128], int max, char *
  */
 int problem_expand(const char *spec, char ***out, int *n_out, char *err, size_t errlen) {
     enum { MAX_TOK = 32, MAX_ALT = 32, MAX_COMBOS = 100000 };
-    static char alts[MAX_TOK][MAX_ALT][128];
+    static char alts[MAX_TOK][MAX_ALT][ALT_LEN];
     int n_alt[MAX_TOK], n_tok = 0;
     char buf[1024];
     *out = NULL;
     *n_out = 0;
     if (strlen(spec) >= sizeof(buf)) { snprintf(err, errlen, "problem spec too long"); return -1; }
     snprintf(buf, sizeof(buf), "%s", spec);
-    char *save = NULL;
+    char *cur = buf;
     long combos = 1;
-    for (char *tok = strtok_r(buf, "_", &save); tok; tok = strtok_r(NULL, "_", &save)) {
+    for (char *tok = next_token(&cur); tok; tok = next_token(&cur)) {
         if (n_tok == MAX_TOK) { snprintf(err, errlen, "too many tokens in '%s'", spec); return -1; }
         n_alt[n_tok] = split_alternatives(tok, alts[n_tok], MAX_ALT, err, errlen);
         if (n_alt[n_tok] < 0) return -1;

@@ -133,3 +133,28 @@ const char *error_text(const ak_ctx *ctx, ak_status st) {
     const char *m = ctx ? ak_ctx_last_error(ctx) : "";
     return (m && *m) ? m : ak_status_string(st);
 }
+
+/* The whole file, NUL-terminated (malloc'ed; *len without the NUL); NULL on failure, errno set. */
+char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *grown = realloc(buf, cap * 2 + 1);
+        if (!grown) { free(buf); buf = NULL; errno = ENOMEM; break; }
+        buf = grown;
+        cap *= 2;
+    }
+    int bad = buf && ferror(f);
+    fclose(f);
+    if (bad) { free(buf); errno = EIO; return NULL; }
+    if (buf) {
+        buf[n] = '\0';
+        *len = n;
+    }
+    return buf;
+}
