@@ -164,6 +164,7 @@ typedef struct options {
     int no_peak;
     int deterministic;  /* -1 = library default */
     uint64_t seed;
+    int dense_every;    /* bench, sparse problems: time the dense comparison for every problem (not once per dense shape) */
     int full_check;     /* check: no cap on the reference work of decode and linear problems */
     const char *png;    /* plan: picture of the mask (PNG) */
     const char *json;   /* plan: the pattern as JSON (ak_sparse_to_json) */

@@ -51,6 +51,8 @@ static void usage(FILE *f) {
         "      --explain         print ak_plan_explain() for every problem [off]\n"
         "      --seed N          seed of the random inputs and ragged lengths [1]\n"
         "      --no-peak         bench: skip the peak measurement (no %% of peak column) [off]\n"
+        "      --dense-every     bench, sparse problems: time the dense comparison for every problem, not once\n"
+        "                        per distinct dense problem [off]\n"
         "      --full            check: compare every (sequence, KV head) pair of a decode problem\n"
         "                        [off: those within 2^27 reference multiply-adds, at least one], every\n"
         "                        (sequence, head) pair of a linear problem whole [off: within 2^28]\n"
@@ -225,7 +227,15 @@ static int bad_usage(const char *fmt, const char *arg) {
 }
 
 int main(int argc, char **argv) {
-    options o = {0, 5, 1, OUT_HUMAN, -1, 0, 0, 0, 0, -1, 1, 0, NULL, NULL, 512, 0};
+    options o;
+    memset(&o, 0, sizeof o);
+    o.reps = 5;
+    o.warmup = 1;
+    o.out = OUT_HUMAN;
+    o.isa = -1;
+    o.deterministic = -1;
+    o.seed = 1;
+    o.grid = 512;
     const char *plan_only = NULL;   /* a plan-mode option given (refused in the other modes) */
     const char *mode = NULL;
     char **args = calloc((size_t)argc + 1, sizeof(char *));
@@ -267,6 +277,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(name, "--explain") && !eq) o.explain = 1;
         else if (!strcmp(name, "--no-peak") && !eq) o.no_peak = 1;
         else if (!strcmp(name, "--full") && !eq) o.full_check = 1;
+        else if (!strcmp(name, "--dense-every") && !eq) o.dense_every = 1;
         else if (!strcmp(name, "--png")) {
             bad = !(val = option_value(argc, argv, &i, eq)) || !*val;
             o.png = val;
