@@ -306,8 +306,24 @@ static int check_geometry(const ak_sparse *sp, const pat *P, const char *tag) {
              : P->kind == K_STRIDED ? P->s.block_q
              : P->kind == K_POWER   ? P->pw.block
                                     : P->block_q;
-    CHECK(d.block_q == bq, "%s: %s: block_q %d, expected %d", tag, desc, d.block_q, bq);
     int64_t R = (int64_t)d.n_batch * d.n_heads * d.n_qblocks;
+    if (P->kind == K_WINDOW && P->w.block == 0 && P->w.dilation > 1 && P->nq == P->nk && P->nk > 0 &&
+        (int64_t)P->w.window * P->w.dilation <= P->nk) {
+        /* dilated window on self-attention: causal 1-D NA (kernel = window, dilation), rows gathered by
+         * residue in tiles of 64 in-group rows, every list with the neighborhood */
+        CHECK(d.qrow_off != NULL && d.na_geom.ndim == 1 && d.na_geom.extent[0] == P->nk && d.na_geom.kernel[0] == P->w.window &&
+                  d.na_geom.dilation[0] == P->w.dilation && d.na_geom.stride[0] == 1 && d.na_geom.causal[0] == 1,
+              "%s: %s: dilated window not lowered to causal 1-D NA", tag, desc);
+        for (int64_t r = 0; r < R && d.qrow_off; r++) {
+            CHECK(d.na[r] == 1 && d.qrow_off[r + 1] - d.qrow_off[r] <= 64, "%s: %s: list %lld: na %d, %lld rows", tag, desc,
+                  (long long)r, d.na[r], (long long)(d.qrow_off[r + 1] - d.qrow_off[r]));
+            for (int64_t e = d.qrow_off[r] + 1; e < d.qrow_off[r + 1]; e++)
+                CHECK(d.qrows[e] == d.qrows[e - 1] + P->w.dilation, "%s: %s: list %lld: rows not one residue apart by dilation",
+                      tag, desc, (long long)r);
+        }
+        return d.qrow_off != NULL;
+    }
+    CHECK(d.block_q == bq, "%s: %s: block_q %d, expected %d", tag, desc, d.block_q, bq);
     if (!d.qrow_off)
         CHECK(d.n_qblocks == cdiv(P->nq, bq), "%s: %s: %d fixed blocks, expected %lld", tag, desc, d.n_qblocks,
               (long long)cdiv(P->nq, bq));

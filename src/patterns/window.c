@@ -6,9 +6,10 @@
  * room (also in the final report of the task that wrote this file):
  *  - token-exact window: one list per fixed block of p->block_q rows, each holding the band [0, w-1]
  *    (keys p-w+1 .. p) and the span [0, n_sink); the plan's causal flag clips the sinks at p.
- *  - dilation r > 1: the single-delta bands [r*t, r*t], t = 0 .. window-1, cut at the block's largest
- *    position (deltas beyond it reach no key). Token-exact only: dilation > 1 with block > 0 is
- *    AK_ERR_INVALID_ARGUMENT.
+ *  - dilation r > 1: on self-attention with window * r <= N, causal 1-D Neighborhood Attention with
+ *    kernel = window and dilation r (window_dilated below: exact and without the bands' waste); else
+ *    the single-delta bands [r*t, r*t], t = 0 .. window-1, cut at the block's largest position (deltas
+ *    beyond it reach no key). Token-exact only: dilation > 1 with block > 0 is AK_ERR_INVALID_ARGUMENT.
  *  - block-granular (block = b > 0): blocks are taken on absolute positions, both for the keys
  *    (key block k = [k*b, (k+1)*b)) and for the queries: a row at position p belongs to query block
  *    M = p / b and sees the key blocks M - window/b + 1 .. M (clipped at p by causality) plus the sinks.
@@ -242,6 +243,44 @@ static ak_status finish(ak_ctx *ctx, ak_sparse_builder *b, const ak_sparse_desc 
     return ak_sparse_create(ctx, &d, out);
 }
 
+/* A dilated causal window on self-attention (nq = nk = N, window * dilation <= N) is causal 1-D
+ * Neighborhood Attention with kernel = window and that dilation: in dilation group g (positions
+ * g + r*u) NATTEN's causal window is [max(u - w + 1, 0), u], i.e. exactly the keys p - r*t, t < w.
+ * Queries are grouped by residue into tiles of 64 in-group rows, so each tile's keys are one strided
+ * run of 64 + w - 1 keys instead of w single-key bands of 64 keys (waste ~(64 + w - 1)/w, not ~64). */
+static ak_status window_dilated(ak_ctx *ctx, int32_t n, const ak_window_params *p, const char *name, ak_sparse **out) {
+    const int32_t r = p->dilation, tq = 64;
+    int64_t nqb = 0;
+    for (int32_t g = 0; g < r && g < n; g++) nqb += ((n - g + r - 1) / r + tq - 1) / tq;
+    ak_sparse_desc geo;
+    ak_sparse_desc_init(&geo);
+    geo.nq = geo.nk = n;
+    geo.causal = 1;
+    geo.block_q = tq;
+    geo.n_qblocks = (int32_t)nqb;
+    geo.na_geom.ndim = 1;
+    geo.na_geom.extent[0] = n;
+    geo.na_geom.kernel[0] = p->window;
+    geo.na_geom.dilation[0] = r;
+    geo.na_geom.stride[0] = 1;
+    geo.na_geom.causal[0] = 1;
+    ak_sparse_builder *b = NULL;
+    ak_status st = ak_sparse_builder_create(ctx, &geo, &b);
+    if (st != AK_OK) return st;
+    int32_t qb = 0;
+    for (int32_t g = 0; g < r && g < n && st == AK_OK; g++) {
+        int32_t Lg = (n - g + r - 1) / r;
+        for (int32_t u0 = 0; u0 < Lg && st == AK_OK; u0 += tq, qb++) {
+            for (int32_t u = u0; u < Lg && u < u0 + tq && st == AK_OK; u++) st = ak_sparse_builder_add_row(b, 0, 0, qb, g + r * u);
+            if (st == AK_OK) st = ak_sparse_builder_set_na(b, 0, 0, qb);
+            if (st == AK_OK && p->n_sink > 0) st = ak_sparse_builder_add_span(b, 0, 0, qb, 0, p->n_sink);
+        }
+    }
+    if (st == AK_OK) st = ak__sparse_finish_named(b, name, out);
+    ak_sparse_builder_destroy(b);
+    return st;
+}
+
 ak_status ak_sparse_window(ak_ctx *ctx, int32_t nq, int32_t nk, const ak_window_params *p, ak_sparse **out) {
     const char *fn = "ak_sparse_window";
     ak_status st = entry(ctx, fn, nq, nk, p, out);
@@ -266,6 +305,7 @@ ak_status ak_sparse_window(ak_ctx *ctx, int32_t nq, int32_t nk, const ak_window_
     if (p->block > 0) n += snprintf(name + n, sizeof name - (size_t)n, ",block=%d", p->block);
     snprintf(name + n, sizeof name - (size_t)n, ")");
     if (p->block > 0) return window_blocks(ctx, nq, nk, p, name, out);
+    if (p->dilation > 1 && nq == nk && nk > 0 && (int64_t)p->window * p->dilation <= nk) return window_dilated(ctx, nk, p, name, out);
 
     ak_sparse_builder *b = NULL;
     ak_sparse_desc g = fixed_geom(nq, nk, p->block_q);
