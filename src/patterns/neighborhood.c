@@ -11,16 +11,25 @@
  * Tile boundaries follow the stride groups: with stride s, the s consecutive in-group coordinates
  * [m*s, (m+1)*s) share one window (non-causal; causal: one window start). A tile of q_tile >= s
  * coordinates takes floor(q_tile / s) whole stride groups; with q_tile < s every stride group is split
- * into ceil(len / q_tile) near-equal pieces. Either way no tile straddles two stride groups' border
- * unless it holds both groups entirely, and with s = q_tile (or q_tile a multiple of s and the
- * kernel a multiple of the stride groups' window shift) the union box is the shared window itself:
- * GNA's perfectly block-sparse case, waste 1.
+ * into ceil(len / q_tile) near-equal pieces. So no tile straddles a stride-group border unless it holds
+ * the groups entirely, and when q_tile divides s (or q_tile <= s, or the default tile and a larger
+ * stride) every query of a tile shares one window: the union box is that window and the executor
+ * computes only useful pairs (GNA's perfectly block-sparse case, waste 1).
+ * Rows of a tile are listed row-major (the executor computes, per key row of the box, only the 16-column
+ * groups between the first and last column that see it; row-major keeps those columns contiguous).
  *
  * Default tiles (in-group coordinates, clamped to the group length): 1-D 64, 2-D 8 x 8, 3-D 4 x 4 x 4.
- * Measured with the executor on 2-D 128 x 128, kernel 13 x 13, d = 128, Hq = 8, f32 (see the report in
- * docs / the measurements in the commit message): 8 x 8 is within a few per cent of the best tile
- * shape and wastes 2.4x (union box 20 x 20 for 169 keys); larger tiles waste more, smaller ones run
- * the micro-kernels on too few columns.
+ * Measured (1 thread, CPU time, min of 3..8 runs on a loaded 2-core AVX-512 machine, noise ~10 %) on
+ * 2-D 128 x 128, kernel 13 x 13, d = 128, f32, Hq = 8: useful GFLOP/s and waste (computed / useful pairs)
+ *   q_tile      4x4    4x8    8x4    8x8    6x6   12x12   4x16   8x16   16x16   2x32
+ *   Hkv = 8    16-22  18-26  21-26  21-27   18     22    21-24  20-25   20      12
+ *     waste    1.46   1.58   1.46   1.58   1.56   1.87   2.04   2.04    2.04    3.15
+ *   Hkv = 2    29-34  24-32  24-32  28-32   28    23-27  19-21  18-27   21      14
+ *     waste    1.21   1.48   1.21   1.48   1.36   1.75   2.04   2.04    2.04    3.15
+ * 8 x 8, 8 x 4 and 4 x 8 are within the noise of each other; 4 x 4 runs the micro-kernels on too few
+ * columns, long thin tiles (2 x 32, 4 x 16) and large ones waste more. 1-D L = 8192, k = 256: tiles
+ * 64 .. 256 equal (49 GFLOP/s useful), 32: 45, 16: 37. 3-D 16 x 32 x 32, k = 7: 4 x 4 x 4 at least as
+ * fast as 4 x 4 x 8, 2 x 4 x 4, 2 x 8 x 8, 1 x 8 x 8, 8 x 8 x 8.
  */
 #include <stdio.h>
 #include <string.h>
@@ -134,63 +143,71 @@ ak_status ak_sparse_neighborhood(ak_ctx *ctx, const ak_na_params *p, ak_sparse *
         maxrows = r > INT32_MAX ? INT32_MAX : (int32_t)r;
     }
 
-    ak_sparse_desc geom;
-    ak_sparse_desc_init(&geom);
-    geom.n_batch = 1;
-    geom.n_heads = 1;
-    geom.nq = geom.nk = (int32_t)n;
-    geom.causal = 0;
-    geom.block_q = maxrows;
-    geom.n_qblocks = (int32_t)nblk;
-    geom.na_geom = g;
-    for (int a = nd; a < 3; a++) { /* the plan keeps only the used axes */
-        geom.na_geom.extent[a] = geom.na_geom.kernel[a] = geom.na_geom.dilation[a] = 0;
-        geom.na_geom.stride[a] = geom.na_geom.causal[a] = 0;
+    /* the plan's CSR arrays directly: tiles partition the rows, rows ascending within a tile */
+    int64_t *qoff = (int64_t *)ak__alloc(ctx, sizeof(int64_t) * (size_t)(nblk + 1));
+    int32_t *rows = (int32_t *)ak__alloc(ctx, sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    uint8_t *na = (uint8_t *)ak__alloc(ctx, (size_t)nblk + 1);
+    int32_t *ts[3] = {NULL, NULL, NULL}; /* tile starts of one group's axes (at most Lg + 1 entries) */
+    ak_status st = AK_OK;
+    for (int a = 0; a < 3; a++) ts[a] = (int32_t *)ak__alloc(ctx, sizeof(int32_t) * ((size_t)g.extent[a] + 2));
+    if (!qoff || !rows || !na || !ts[0] || !ts[1] || !ts[2]) {
+        st = ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "neighborhood: plan arrays (%lld rows, %lld tiles)", (long long)n, (long long)nblk);
+        goto done;
     }
-    ak_sparse_builder *b = NULL;
-    ak_status st = ak_sparse_builder_create(ctx, &geom, &b);
-    if (st != AK_OK) return st;
-
-    /* tile starts of the three axes of one group (each at most Lg + 1 entries) */
-    int32_t *ts[3] = {NULL, NULL, NULL};
-    for (int a = 0; a < 3; a++) {
-        ts[a] = (int32_t *)ak__alloc(ctx, sizeof(int32_t) * ((size_t)g.extent[a] + 2));
-        if (!ts[a]) st = ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "neighborhood: tile table");
-    }
-    int32_t qb = 0;
-    const int64_t E1 = g.extent[1], E2 = g.extent[2];
-    for (int32_t g0 = 0; g0 < g.dilation[0] && st == AK_OK; g0++)
-        for (int32_t g1 = 0; g1 < g.dilation[1] && st == AK_OK; g1++)
-            for (int32_t g2 = 0; g2 < g.dilation[2] && st == AK_OK; g2++) {
+    int64_t qb = 0, e = 0;
+    for (int32_t g0 = 0; g0 < g.dilation[0]; g0++)
+        for (int32_t g1 = 0; g1 < g.dilation[1]; g1++)
+            for (int32_t g2 = 0; g2 < g.dilation[2]; g2++) {
                 int32_t gg[3] = {g0, g1, g2}, nt[3];
                 for (int a = 0; a < 3; a++) nt[a] = axis_tiles(group_len(g.extent[a], g.dilation[a], gg[a]), tile[a], g.stride[a], ts[a]);
-                for (int32_t i0 = 0; i0 < nt[0] && st == AK_OK; i0++)
-                    for (int32_t i1 = 0; i1 < nt[1] && st == AK_OK; i1++)
-                        for (int32_t i2 = 0; i2 < nt[2] && st == AK_OK; i2++, qb++) {
-                            for (int32_t u0 = ts[0][i0]; u0 < ts[0][i0 + 1] && st == AK_OK; u0++)
-                                for (int32_t u1 = ts[1][i1]; u1 < ts[1][i1 + 1] && st == AK_OK; u1++)
-                                    for (int32_t u2 = ts[2][i2]; u2 < ts[2][i2 + 1] && st == AK_OK; u2++) {
+                for (int32_t i0 = 0; i0 < nt[0]; i0++)
+                    for (int32_t i1 = 0; i1 < nt[1]; i1++)
+                        for (int32_t i2 = 0; i2 < nt[2]; i2++, qb++) {
+                            qoff[qb] = e;
+                            na[qb] = 1;
+                            for (int32_t u0 = ts[0][i0]; u0 < ts[0][i0 + 1]; u0++)
+                                for (int32_t u1 = ts[1][i1]; u1 < ts[1][i1 + 1]; u1++)
+                                    for (int32_t u2 = ts[2][i2]; u2 < ts[2][i2 + 1]; u2++) {
                                         int64_t x0 = g0 + (int64_t)g.dilation[0] * u0, x1 = g1 + (int64_t)g.dilation[1] * u1,
                                                 x2 = g2 + (int64_t)g.dilation[2] * u2;
-                                        st = ak_sparse_builder_add_row(b, 0, 0, qb, (int32_t)((x0 * E1 + x1) * E2 + x2));
+                                        rows[e++] = (int32_t)((x0 * g.extent[1] + x1) * g.extent[2] + x2);
                                     }
-                            if (st == AK_OK) st = ak_sparse_builder_set_na(b, 0, 0, qb);
                         }
             }
-    for (int a = 0; a < 3; a++) ak__free(ctx, ts[a]);
-    if (st == AK_OK) {
-        char name[256], ex[48], kk[48], dd[48], ss[48], cc[48];
-        join3(ex, sizeof ex, g.extent, nd);
-        join3(kk, sizeof kk, g.kernel, nd);
-        join3(dd, sizeof dd, g.dilation, nd);
-        join3(ss, sizeof ss, g.stride, nd);
-        join3(cc, sizeof cc, g.causal, nd);
-        int any_causal = 0;
-        for (int a = 0; a < nd; a++) any_causal |= g.causal[a];
-        snprintf(name, sizeof name, "na%dd(%s,k=%s,d=%s,s=%s%s%s)", nd, ex, kk, dd, ss, any_causal ? ",causal=" : "",
-                 any_causal ? cc : "");
-        st = ak__sparse_finish_named(b, name, out);
+    qoff[qb] = e;
+
+    char name[256], ex[48], kk[48], dd[48], ss[48], cc[48];
+    join3(ex, sizeof ex, g.extent, nd);
+    join3(kk, sizeof kk, g.kernel, nd);
+    join3(dd, sizeof dd, g.dilation, nd);
+    join3(ss, sizeof ss, g.stride, nd);
+    join3(cc, sizeof cc, g.causal, nd);
+    int any_causal = 0;
+    for (int a = 0; a < nd; a++) any_causal |= g.causal[a];
+    snprintf(name, sizeof name, "na%dd(%s,k=%s,d=%s,s=%s%s%s)", nd, ex, kk, dd, ss, any_causal ? ",causal=" : "", any_causal ? cc : "");
+
+    ak_sparse_desc desc;
+    ak_sparse_desc_init(&desc);
+    desc.n_batch = 1;
+    desc.n_heads = 1;
+    desc.nq = desc.nk = (int32_t)n;
+    desc.causal = 0;
+    desc.block_q = maxrows; /* the largest tile's row count (informational with gather lists) */
+    desc.n_qblocks = (int32_t)nblk;
+    desc.qrow_off = qoff;
+    desc.qrows = rows;
+    desc.na = na;
+    desc.na_geom = g;
+    for (int a = nd; a < 3; a++) { /* the plan keeps only the used axes */
+        desc.na_geom.extent[a] = desc.na_geom.kernel[a] = desc.na_geom.dilation[a] = 0;
+        desc.na_geom.stride[a] = desc.na_geom.causal[a] = 0;
     }
-    ak_sparse_builder_destroy(b);
+    desc.name = name;
+    st = ak_sparse_create(ctx, &desc, out);
+done:
+    for (int a = 0; a < 3; a++) ak__free(ctx, ts[a]);
+    ak__free(ctx, qoff);
+    ak__free(ctx, rows);
+    ak__free(ctx, na);
     return st;
 }
