@@ -237,7 +237,11 @@ static void na_key_row(walk *w, int64_t base, const uint8_t *in) {
                 continue;
             }
             int64_t a = w->ulo[la][c], z = w->uhi[la][c];
-            int64_t va = ceil_div(w->lo[c] - base - gl, dl), vz = floor_div(w->hi[c] - base - gl, dl);
+            int64_t va = w->lo[c] - base - gl, vz = w->hi[c] - base - gl;
+            if (dl > 1) {
+                va = ceil_div(va, dl);
+                vz = floor_div(vz, dl);
+            }
             if (a < va) a = va;
             if (z > vz) z = vz;
             w->rlo[c] = clamp_rel(a - u0, nk);
@@ -363,9 +367,21 @@ static void walk_item(const ak_plan *pl, const ak_sparse *sp, const ak_sitem *it
     if (t) ak__fwd_end(pl, t, s, it->b, M);
 }
 
+/* Cost classes of about 9% (log2 in eighths): items run costliest class first (balance), and in plan
+ * order within a class (neighbouring query blocks share K/V in the caches). */
+static int cost_class(int64_t c) {
+    int e = 0;
+    while (c >= 16) {
+        c >>= 1;
+        e++;
+    }
+    return e * 8 + (int)(c & 7);
+}
+
 static int cmp_item(const void *a, const void *b) {
     const ak_sitem *x = (const ak_sitem *)a, *y = (const ak_sitem *)b;
-    if (x->cost != y->cost) return x->cost < y->cost ? 1 : -1;
+    int cx = cost_class(x->cost), cy = cost_class(y->cost);
+    if (cx != cy) return cx < cy ? 1 : -1;
     if (x->b != y->b) return x->b - y->b;
     if (x->h0 != y->h0) return x->h0 - y->h0;
     if (x->r != y->r) return x->r < y->r ? -1 : 1;
