@@ -3,8 +3,8 @@
 #
 # 1. Speedup vs density: random causal block masks (64 x 64 blocks, diagonal kept) at densities 5%,
 #    10%, 25%, 50% and all blocks, L = 32768, d = 128, Hq = Hkv = 8, f32 and bf16. Each sparse run is
-#    compared with our dense causal kernel on the same shape, timed in the same run (once per dense
-#    shape, see attnkit --dense-every).
+#    compared with our dense causal kernel on the same shape, timed in the same run, rep by rep in
+#    alternation (attnkit bench --interleave).
 # 2. NA-2D: a 128 x 128 token grid, kernel 13 x 13, d = 128, Hq = 8, f32 and bf16, against dense
 #    non-causal attention on the same 16384 tokens.
 # 3. The structured patterns at L = 32768 (PowerAttention, S2, sliding window + sinks, MoA, SF-Attn),
@@ -18,6 +18,7 @@
 #   REPS      timed repetitions per problem [3]
 #   L         sequence length of parts 1 and 3 [32768]
 #   QUICK=1   L = 8192, one repetition, part 3 skipped
+#   PATTERNS=0  skip part 3
 set -euo pipefail
 
 out=${1:?usage: bench/sparse.sh OUTDIR   (env: ATTNKIT THREADS REPS L QUICK=1)}
@@ -41,12 +42,14 @@ run() { # name spec...
   "${cmd[@]}" > "$out/$name.json"
 }
 
+# Speedup goals are ratios measured in one run: --interleave alternates the sparse and the dense run rep
+# by rep, so that this host's speed changes (up to 2.8x between modes) hit both alike.
 for dt in f32 bf16; do
-  run "density-$dt" "b1_h8_hkv8_q${L}_k=q_d128_causal_${dt}_sp-blocks-bs64-density0.05,0.1,0.25,0.5" \
+  run "density-$dt" --interleave -w 0 "b1_h8_hkv8_q${L}_k=q_d128_causal_${dt}_sp-blocks-bs64-density0.05,0.1,0.25,0.5" \
                     "b1_h8_hkv8_q${L}_k=q_d128_causal_${dt}_sp-dense-bs64"
-  run "na2d-$dt" "b1_h8_hkv8_q16384_k=q_d128_${dt}_sp-na2d-128x128-k13x13"
+  run "na2d-$dt" --interleave -w 0 "b1_h8_hkv8_q16384_k=q_d128_${dt}_sp-na2d-128x128-k13x13"
 done
-if [ "${QUICK:-0}" != 1 ]; then
+if [ "${QUICK:-0}" != 1 ] && [ "${PATTERNS:-1}" = 1 ]; then
   run "patterns-bf16" \
     "b1_h8_hkv2_q${L}_k=q_d128_causal_bf16_sp-power-bs256-w5" \
     "b1_h8_hkv2_q${L}_k=q_d128_causal_bf16_sp-s2-bs64-local16-vs8" \

@@ -793,7 +793,8 @@ AK_API const char *ak_sparse_name(const ak_sparse *sp);
  * JSON form (docs/SPARSE.md): {"format": "attnkit-sparse", "version": 1, "n_batch", "n_heads", "nq",
  * "nk", "causal", "block_q", "n_qblocks", "name", "na": {...} (if any), "lists": [{"b", "h", "qb",
  * "rows": [...], "spans": [[lo, hi], ...], "cols": [...], "bands": [[dlo, dhi], ...], "na": 1}, ...]}
- * (empty lists and empty fields omitted). to_json allocates *out through the context's allocator
+ * (empty lists and empty fields omitted; on load "version", "n_batch", "n_heads" default to 1 and "causal",
+ * "gather" to 0, while "nq", "nk", "block_q", "n_qblocks" and "lists" are required). to_json allocates *out through the context's allocator
  * (free with ak_free); from_json validates like ak_sparse_create (AK_ERR_BAD_PLAN with the position of a
  * syntax error, or the list and entry of a semantic one).
  */

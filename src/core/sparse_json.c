@@ -363,9 +363,9 @@ ak_status ak_sparse_from_json(ak_ctx *ctx, const char *text, size_t len, ak_spar
         st = ak__fail(ctx, AK_ERR_BAD_PLAN, "JSON plan: not an object with \"format\": \"attnkit-sparse\"");
         goto done;
     }
-    if ((st = get_int(ctx, &j, 0, "version", 1, 1, 1, 1, &v[0])) != AK_OK) goto done;
-    if ((st = get_int(ctx, &j, 0, "n_batch", 1, INT32_MAX, 1, 1, &v[1])) != AK_OK) goto done;
-    if ((st = get_int(ctx, &j, 0, "n_heads", 1, INT32_MAX, 1, 1, &v[2])) != AK_OK) goto done;
+    if ((st = get_int(ctx, &j, 0, "version", 1, 1, 0, 1, &v[0])) != AK_OK) goto done;
+    if ((st = get_int(ctx, &j, 0, "n_batch", 1, INT32_MAX, 0, 1, &v[1])) != AK_OK) goto done;
+    if ((st = get_int(ctx, &j, 0, "n_heads", 1, INT32_MAX, 0, 1, &v[2])) != AK_OK) goto done;
     if ((st = get_int(ctx, &j, 0, "nq", 0, INT32_MAX, 1, 0, &v[3])) != AK_OK) goto done;
     if ((st = get_int(ctx, &j, 0, "nk", 0, INT32_MAX, 1, 0, &v[4])) != AK_OK) goto done;
     if ((st = get_int(ctx, &j, 0, "causal", 0, 1, 0, 0, &v[5])) != AK_OK) goto done;

@@ -377,6 +377,46 @@ static int bench_decode(ak_ctx *ctx, const options *o, const bench_env *env, con
 
 /* ---- sparse problems ---- */
 
+/* --interleave: time the sparse plan and the dense plan of the same problem in alternation (rep r runs
+ * sparse then dense for even r, dense then sparse for odd r), so that a change of the host's speed
+ * during the run affects both alike; each gets its own median. */
+static int time_pair(ak_ctx *ctx, const options *o, inputs *in, const ak_sparse *sp, timing *ts, timing *td,
+                     ak_sparse_stats *sst) {
+    ak_plan *pl[2] = {NULL, NULL};
+    void *ws = NULL;
+    double *ms = malloc(sizeof(double) * 2 * (size_t)o->reps);
+    ak_status st = !ms ? AK_ERR_OUT_OF_MEMORY : ak_plan_create_sparse(ctx, &in->desc, sp, &pl[0]);
+    if (st == AK_OK) st = ak_plan_create(ctx, &in->desc, &pl[1]);
+    if (st == AK_OK) st = ak_plan_sparse_stats(pl[0], sst);
+    size_t w0 = st == AK_OK ? ak_plan_workspace_size(pl[0]) : 0, w1 = st == AK_OK ? ak_plan_workspace_size(pl[1]) : 0;
+    size_t ws_size = w0 > w1 ? w0 : w1;
+    if (st == AK_OK && ws_size > 0 && !(ws = xalloc(ws_size))) st = AK_ERR_OUT_OF_MEMORY;
+    for (int w = 0; st == AK_OK && w < o->warmup; w++)
+        for (int k = 0; k < 2 && st == AK_OK; k++) st = ak_attention_run(pl[k], &in->t, ws, ws_size);
+    for (int r = 0; st == AK_OK && r < o->reps; r++)
+        for (int kk = 0; kk < 2 && st == AK_OK; kk++) {
+            int k = (r & 1) ? 1 - kk : kk;
+            double t0 = now_seconds();
+            st = ak_attention_run(pl[k], &in->t, ws, ws_size);
+            ms[k * o->reps + r] = (now_seconds() - t0) * 1e3;
+        }
+    if (st == AK_OK) {
+        time_stats(ms, o->reps, ts);
+        time_stats(ms + o->reps, o->reps, td);
+        ts->flops = sst->useful_flops;
+        td->flops = useful_flops(in);
+        snprintf(ts->kernel, sizeof(ts->kernel), "%s", ak_plan_kernel_name(pl[0]));
+        snprintf(td->kernel, sizeof(td->kernel), "%s", ak_plan_kernel_name(pl[1]));
+    } else {
+        fprintf(stderr, "attnkit: %s\n", error_text(ctx, st));
+    }
+    free(ws);
+    free(ms);
+    ak_plan_destroy(pl[0]);
+    ak_plan_destroy(pl[1]);
+    return st == AK_OK ? 0 : -1;
+}
+
 /* All fields of one sparse row, in output order: ts = the sparse plan, td = the dense plan of the same descriptor. */
 static void make_srow(bench_row *r, const bench_env *env, const options *o, const problem *p, const inputs *in,
                       const timing *ts, const timing *td, const ak_sparse_stats *st) {
@@ -468,6 +508,10 @@ static int bench_sparse(ak_ctx *ctx, const options *o, const bench_env *env, con
     }
     int rc = sp_build(ctx, p, &in.sp, err, sizeof(err));
     if (rc != 0) fprintf(stderr, "attnkit: %s: %s\n", name, err);
+    if (rc == 0 && o->interleave) {
+        rc = time_pair(ctx, o, &in, in.sp, &ts, &td, &st);
+        goto timed;
+    }
     if (rc == 0) rc = time_problem(ctx, o, &in, in.sp, &ts, &st);
     /* The dense plan of the same problem is timed once per distinct dense problem and reused by the sparse
      * problems that follow it (a sweep over densities at 32k tokens would otherwise time the same
@@ -488,6 +532,7 @@ static int bench_sparse(ak_ctx *ctx, const options *o, const bench_env *env, con
             dense_last = td;
         }
     }
+timed:
     if (rc != 0) {
         fprintf(stderr, "attnkit: bench %s failed\n", name);
     } else if (o->out == OUT_HUMAN) {

@@ -164,6 +164,7 @@ typedef struct options {
     int no_peak;
     int deterministic;  /* -1 = library default */
     uint64_t seed;
+    int interleave;     /* bench, sparse problems: sparse and dense runs alternate (implies timing dense every time) */
     int dense_every;    /* bench, sparse problems: time the dense comparison for every problem (not once per dense shape) */
     int full_check;     /* check: no cap on the reference work of decode and linear problems */
     const char *png;    /* plan: picture of the mask (PNG) */

@@ -53,6 +53,8 @@ static void usage(FILE *f) {
         "      --no-peak         bench: skip the peak measurement (no %% of peak column) [off]\n"
         "      --dense-every     bench, sparse problems: time the dense comparison for every problem, not once\n"
         "                        per distinct dense problem [off]\n"
+        "      --interleave      bench, sparse problems: alternate sparse and dense runs rep by rep (robust to\n"
+        "                        the host changing speed during the run; implies --dense-every) [off]\n"
         "      --full            check: compare every (sequence, KV head) pair of a decode problem\n"
         "                        [off: those within 2^27 reference multiply-adds, at least one], every\n"
         "                        (sequence, head) pair of a linear problem whole [off: within 2^28]\n"
@@ -278,6 +280,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(name, "--no-peak") && !eq) o.no_peak = 1;
         else if (!strcmp(name, "--full") && !eq) o.full_check = 1;
         else if (!strcmp(name, "--dense-every") && !eq) o.dense_every = 1;
+        else if (!strcmp(name, "--interleave") && !eq) o.interleave = 1;
         else if (!strcmp(name, "--png")) {
             bad = !(val = option_value(argc, argv, &i, eq)) || !*val;
             o.png = val;
