@@ -175,17 +175,7 @@ void ak__fwd_tile(const ak_plan *pl, const ak_attn_tensors *t, ak_fwd_scratch *s
     /* Columns [c0, c1) (multiples of 16) that see some key of a masked tile: only they are computed;
      * the others keep their state (the diagonal tiles of causal rows, the edges of bands). */
     int c0 = 0, c1 = mpad;
-    if (masked) {
-        int lo = -1, hi = -1;
-        for (int col = 0; col < M; col++)
-            if (s->rlo[col] <= s->rhi[col] && s->rhi[col] >= 0 && s->rlo[col] < nk) {
-                if (lo < 0) lo = col;
-                hi = col;
-            }
-        if (lo < 0) return; /* no column sees a key of this tile */
-        c0 = lo / 16 * 16;
-        c1 = (hi + 16) / 16 * 16;
-    }
+    if (masked && !ak__fwd_col_range(M, nk, s->rlo, s->rhi, &c0, &c1)) return; /* no column sees a key of this tile */
     const int mw = c1 - c0;
     float *st = s->st + c0, *ot = s->ot + c0, *m = s->m + c0, *l = s->l + c0, *alpha = s->alpha + c0;
     int64_t ldk, ldv;

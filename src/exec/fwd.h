@@ -66,6 +66,21 @@ typedef void (*ak_fwd_emask)(void *user, const ak_fwd_scratch *s, int nk, int mp
 void ak__fwd_tile(const ak_plan *pl, const ak_attn_tensors *t, ak_fwd_scratch *s, int64_t b, int M, int nk, int contiguous,
                   int masked, const uint8_t *excl, ak_fwd_emask emask, void *user, int *first);
 
+/* The columns [*c0, *c1) (multiples of 16) of a masked tile of nk keys that see some key of it, given
+ * each column's visible tile rows [rlo, rhi]; 0 when no column sees one (the tile is skipped). */
+static inline int ak__fwd_col_range(int M, int nk, const int32_t *rlo, const int32_t *rhi, int *c0, int *c1) {
+    int lo = -1, hi = -1;
+    for (int col = 0; col < M; col++)
+        if (rlo[col] <= rhi[col] && rhi[col] >= 0 && rlo[col] < nk) {
+            if (lo < 0) lo = col;
+            hi = col;
+        }
+    if (lo < 0) return 0;
+    *c0 = lo / 16 * 16;
+    *c1 = (hi + 16) / 16 * 16;
+    return 1;
+}
+
 /* O = Ot^T / l and LSE for the M columns. */
 void ak__fwd_end(const ak_plan *pl, const ak_attn_tensors *t, ak_fwd_scratch *s, int64_t b, int M);
 

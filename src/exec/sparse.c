@@ -48,21 +48,22 @@ static int32_t clamp_rel(int64_t x, int nk) { return (int32_t)(x < -1 ? -1 : x >
 
 /* Run (or price) one tile whose rlo/rhi are set (masked) or not needed. */
 static void emit(walk *w, int nk, int contiguous, int masked, const uint8_t *excl, ak_fwd_emask em) {
-    int c0 = 0, c1 = w->mpad;
-    if (masked) { /* the columns ak__fwd_tile computes (see there) */
-        int lo = -1, hi = -1;
-        for (int c = 0; c < w->M; c++)
-            if (w->rlo[c] <= w->rhi[c] && w->rhi[c] >= 0 && w->rlo[c] < nk) {
-                if (lo < 0) lo = c;
-                hi = c;
-            }
-        if (lo < 0) return;
-        c0 = lo / 16 * 16;
-        c1 = (hi + 16) / 16 * 16;
-    }
+    int c0 = 0, c1 = w->mpad; /* the columns ak__fwd_tile computes */
+    if (masked && !ak__fwd_col_range(w->M, nk, w->rlo, w->rhi, &c0, &c1)) return;
     w->cost += (double)(nk + 16) * (c1 - c0);
     w->pairs += (double)nk * ((c1 < w->M ? c1 : w->M) - c0);
     if (w->t) ak__fwd_tile(w->pl, w->t, w->s, w->b, w->M, nk, contiguous, masked, excl, em, w, &w->first);
+}
+
+/* First index of sorted v[0..n) with v[k] >= x (n if none). */
+static int64_t lower_bound(const int32_t *v, int64_t n, int64_t x) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (v[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 /* Does the key range [a, b] meet a span or a col of list r?  If so, mark the tile rows to drop. */
@@ -72,14 +73,10 @@ static const uint8_t *exclusions(walk *w, int nk) {
     int64_t s0 = sp->span_off[w->r], s1 = sp->span_off[w->r + 1], c0 = sp->col_off[w->r], c1 = sp->col_off[w->r + 1];
     int hit = 0;
     for (int64_t e = s0; e < s1 && !hit; e++) hit = sp->span_lo[e] <= b && sp->span_hi[e] > a;
+    const int32_t *cv = sp->col_idx + c0;
     if (!hit && c1 > c0) {
-        int64_t lo = c0, hi = c1; /* first col >= a */
-        while (lo < hi) {
-            int64_t mid = (lo + hi) / 2;
-            if (sp->col_idx[mid] < a) lo = mid + 1;
-            else hi = mid;
-        }
-        hit = lo < c1 && sp->col_idx[lo] <= b;
+        int64_t k = lower_bound(cv, c1 - c0, a); /* first col >= a */
+        hit = k < c1 - c0 && cv[k] <= b;
     }
     if (!hit) return NULL;
     for (int t = 0; t < nk; t++) {
@@ -87,13 +84,8 @@ static const uint8_t *exclusions(walk *w, int nk) {
         int x = 0;
         for (int64_t e = s0; e < s1 && !x; e++) x = sp->span_lo[e] <= j && j < sp->span_hi[e];
         if (!x && c1 > c0) {
-            int64_t lo = c0, hi = c1;
-            while (lo < hi) {
-                int64_t mid = (lo + hi) / 2;
-                if (sp->col_idx[mid] < j) lo = mid + 1;
-                else hi = mid;
-            }
-            x = lo < c1 && sp->col_idx[lo] == j;
+            int64_t k = lower_bound(cv, c1 - c0, j);
+            x = k < c1 - c0 && cv[k] == j;
         }
         w->excl[t] = (uint8_t)x;
     }
@@ -138,16 +130,6 @@ static void walk_spans(walk *w, int64_t Hlo, int64_t Hhi, int64_t Ilo, int64_t I
             j0 += nk;
         }
     }
-}
-
-static int64_t lower_bound(const int32_t *v, int64_t n, int64_t x) {
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        int64_t mid = (lo + hi) / 2;
-        if (v[mid] < x) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
 }
 
 static void walk_cols(walk *w, int64_t Hlo, int64_t Hhi, int64_t Ilo, int64_t Ihi) {
