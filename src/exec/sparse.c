@@ -132,6 +132,46 @@ static void walk_spans(walk *w, int64_t Hlo, int64_t Hhi, int64_t Ilo, int64_t I
     }
 }
 
+/* Merge-Q item: the spans of lists r (rows [0, n1): columns [0, cb)) and r2 (columns [cb, M)) swept
+ * together; each segment of keys runs once, on the columns of the lists that hold it. */
+static void walk_spans2(walk *w, int64_t r2, int cb, int64_t Hlo, int64_t Hhi, int64_t Ilo, int64_t Ihi) {
+    const ak_sparse *sp = w->sp;
+    const int bc = w->pl->bc;
+    const int64_t INF = INT64_MAX;
+    int64_t ia = sp->span_off[w->r], a1 = sp->span_off[w->r + 1], ib = sp->span_off[r2], b1 = sp->span_off[r2 + 1];
+    int64_t x = INT64_MIN;
+    for (;;) {
+        int64_t alo = ia < a1 ? sp->span_lo[ia] : INF, ahi = ia < a1 ? sp->span_hi[ia] : INF;
+        int64_t blo = ib < b1 ? sp->span_lo[ib] : INF, bhi = ib < b1 ? sp->span_hi[ib] : INF;
+        if (alo == INF && blo == INF) break;
+        int64_t m = alo < blo ? alo : blo;
+        if (x < m) x = m;
+        int la = alo <= x && x < ahi, lb = blo <= x && x < bhi;
+        int64_t end = INF, v[4] = {alo, ahi, blo, bhi};
+        for (int k = 0; k < 4; k++)
+            if (v[k] > x && v[k] < end) end = v[k];
+        /* keys [x, end) belong to list r iff la, to r2 iff lb */
+        int64_t a = x > Hlo ? x : Hlo, z = end - 1 < Hhi ? end - 1 : Hhi;
+        for (int64_t j0 = a; j0 <= z;) {
+            int nk = (int)(z + 1 - j0 < bc ? z + 1 - j0 : bc);
+            int full = la && lb && j0 >= Ilo && j0 + nk - 1 <= Ihi;
+            if (!full && nk > bc / 2) nk = bc / 2;
+            for (int t = 0; t < nk; t++) w->jidx[t] = (int32_t)(j0 + t);
+            if (!full)
+                for (int c = 0; c < w->mpad; c++) {
+                    int own = c < cb ? la : lb;
+                    w->rlo[c] = own ? clamp_rel(w->lo[c] - j0, nk) : 0;
+                    w->rhi[c] = own ? clamp_rel(w->hi[c] - j0, nk) : -1;
+                }
+            emit(w, nk, 1, !full, NULL, NULL);
+            j0 += nk;
+        }
+        x = end;
+        if (ia < a1 && ahi <= x) ia++;
+        if (ib < b1 && bhi <= x) ib++;
+    }
+}
+
 static void walk_cols(walk *w, int64_t Hlo, int64_t Hhi, int64_t Ilo, int64_t Ihi) {
     const ak_sparse *sp = w->sp;
     const int bc = w->pl->bc;
@@ -341,6 +381,11 @@ static void walk_item(const ak_plan *pl, const ak_sparse *sp, const ak_sitem *it
             if (lo[c] > Ilo) Ilo = lo[c];
             if (hi[c] < Ihi) Ihi = hi[c];
         }
+        if (it->r2 >= 0) {
+            walk_spans2(w, it->r2, (int)(it->n1 * it->nh), Hlo, Hhi, Ilo, Ihi);
+            if (t) ak__fwd_end(pl, t, s, it->b, M);
+            return;
+        }
         walk_spans(w, Hlo, Hhi, Ilo, Ihi);
         walk_cols(w, Hlo, Hhi, Ilo, Ihi);
         walk_bands(w);
@@ -376,6 +421,10 @@ void ak__splan_free(const ak_ctx *ctx, struct ak_splan *s) {
     ak__free(ctx, s->items);
     ak__free(ctx, s->unc_rows);
     ak__free(ctx, s);
+}
+
+static int span_only(const ak_sparse *sp, int64_t r) {
+    return sp->col_off[r + 1] == sp->col_off[r] && sp->band_off[r + 1] == sp->band_off[r] && !sp->na[r];
 }
 
 ak_status ak__splan_build(ak_plan *pl, const ak_sparse *src) {
@@ -453,6 +502,29 @@ ak_status ak__splan_build(ak_plan *pl, const ak_sparse *src) {
                         } else {
                             ak__sparse_rows(sp, r, &list, &first, &nr);
                         }
+                        /* Merge-Q: a whole fixed block of spans only and the next one of the same (b, h)
+                         * go in one item when both fit: keys both lists hold then run at full width */
+                        if (rr >= 0 && !list && nr <= rows_max / 2 && r + 1 < (bh + 1) * sp->n_qblocks &&
+                            span_only(sp, r) && span_only(sp, r + 1)) {
+                            int64_t f2, n2;
+                            const int32_t *l2;
+                            ak__sparse_rows(sp, r + 1, &l2, &f2, &n2);
+                            if (pass == 1) {
+                                ak_sitem *it = &S->items[n];
+                                it->b = b;
+                                it->h0 = h0;
+                                it->nh = nh;
+                                it->r = r;
+                                it->r2 = r + 1;
+                                it->n1 = nr;
+                                it->rows = NULL;
+                                it->first = first;
+                                it->nr = nr + n2;
+                            }
+                            n++;
+                            r++; /* list r + 1 is done */
+                            continue;
+                        }
                         for (int64_t e0 = 0; e0 < nr; e0 += rows_max, n++) {
                             if (pass == 0) continue;
                             ak_sitem *it = &S->items[n];
@@ -460,6 +532,8 @@ ak_status ak__splan_build(ak_plan *pl, const ak_sparse *src) {
                             it->h0 = h0;
                             it->nh = nh;
                             it->r = rr;
+                            it->r2 = -1;
+                            it->n1 = 0;
                             it->rows = list ? list + e0 : NULL;
                             it->first = list ? 0 : first + e0;
                             it->nr = nr - e0 < rows_max ? nr - e0 : rows_max;

@@ -9,6 +9,9 @@ typedef struct ak_sitem {
     int32_t b;                  /* sequence */
     int32_t h0, nh;             /* query heads [h0, h0 + nh) (one KV head's, sharing one plan head) */
     int64_t r;                  /* plan list, or -1: rows no list covers (output 0, LSE -inf / sink) */
+    int64_t r2;                 /* -1, or list r + 1 merged into this item (Merge-Q: two fixed blocks of spans
+                                   only; rows [0, n1) are list r's, the others list r2's) */
+    int64_t n1;
     const int32_t *rows;        /* the item's rows: rows[0..nr), or first + 0..nr when rows is NULL */
     int64_t first, nr;
     int64_t cost;
