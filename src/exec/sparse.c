@@ -154,8 +154,14 @@ static void walk_spans2(walk *w, int64_t r2, int cb, int64_t Hlo, int64_t Hhi, i
         int64_t a = x > Hlo ? x : Hlo, z = end - 1 < Hhi ? end - 1 : Hhi;
         for (int64_t j0 = a; j0 <= z;) {
             int nk = (int)(z + 1 - j0 < bc ? z + 1 - j0 : bc);
-            int full = la && lb && j0 >= Ilo && j0 + nk - 1 <= Ihi;
-            if (!full && nk > bc / 2) nk = bc / 2;
+            int inside = j0 >= Ilo && j0 + nk - 1 <= Ihi, full = la && lb && inside;
+            /* halve only where a column's range ends inside the tile (the diagonal), as walk_spans;
+             * a segment of one list runs whole on that list's columns */
+            if (!inside && nk > bc / 2) {
+                nk = bc / 2;
+                inside = j0 >= Ilo && j0 + nk - 1 <= Ihi;
+                full = la && lb && inside;
+            }
             for (int t = 0; t < nk; t++) w->jidx[t] = (int32_t)(j0 + t);
             if (!full)
                 for (int c = 0; c < w->mpad; c++) {
