@@ -176,7 +176,7 @@ ak_status ak_sparse_neighborhood(ak_ctx *ctx, const ak_na_params *p, ak_sparse *
             }
     qoff[qb] = e;
 
-    char name[256], ex[48], kk[48], dd[48], ss[48], cc[48];
+    char name[320], ex[48], kk[48], dd[48], ss[48], cc[48]; /* 5 x 47 + the rest: never truncated */
     join3(ex, sizeof ex, g.extent, nd);
     join3(kk, sizeof kk, g.kernel, nd);
     join3(dd, sizeof dd, g.dilation, nd);
