@@ -381,7 +381,7 @@ static void check_suffix(ak_ctx *ctx, const ak_sparse *sp, const pat *P, const c
 static void group_mask(ak_ctx *ctx) {
     int ncase = g_quick ? 120 : 400;
     for (int kind = 0; kind < K_COUNT; kind++) {
-        int n_gather = 0, n_block = 0, n_ok = 0;
+        int n_gather = 0, n_ok = 0;
         for (int c = 0; c < ncase; c++) {
             rng r = rng_seed((uint64_t)kind * 1000003u + (uint64_t)c);
             pat P;
@@ -398,7 +398,6 @@ static void group_mask(ak_ctx *ctx) {
                 n_gather += check_geometry(sp, &P, tag);
                 if (kind != K_DOCUMENT && kind != K_BLOCKMASK)
                     check_suffix(ctx, sp, &P, tag);
-                n_block += (kind == K_WINDOW && P.w.block > 0) || kind == K_POWER;
                 if (g_verbose)
                     printf("%s: %s ok\n", tag, desc);
             }
