@@ -951,6 +951,64 @@ AK_API ak_status ak_sparse_block_mask(ak_ctx *ctx, int32_t nq, int32_t nk, int32
                                       int32_t block_k, const uint8_t *mask, int32_t causal, ak_sparse **out);
 
 /* ------------------------------------------------------------------------------------------------
+ * Content-aware (dynamic) sparse attention: estimate from Q/K(/V) -> sparse plan (docs/DYNAMIC.md)
+ * ---------------------------------------------------------------------------------------------- */
+
+/**
+ * Every method is a planner with one signature:
+ *   ak_status ak_<method>_plan(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+ *                              const ak_<method>_params *params, ak_sparse **out, ak_dyn_info *info);
+ * desc is the attention problem the plan will run with (ak_plan_create_sparse(ctx, desc, *out, ...)):
+ * not ragged; t->q and t->k (t->v for methods that read values) are read, checked against desc like
+ * ak_attention_run checks them; t->o / t->lse are ignored. params NULL = the method's defaults
+ * (ak_<method>_params_init). The estimation runs in f32 on the context's threads and ISA and is
+ * deterministic (the same plan for every thread count). The plan is causal when the method is.
+ * info (may be NULL) receives the estimation time and a text of the per-head decisions.
+ * Bad parameters -> AK_ERR_INVALID_ARGUMENT naming the field; a problem the method does not define
+ * (e.g. a non-causal desc for a causal-only method) -> AK_ERR_INVALID_ARGUMENT saying why.
+ */
+typedef struct ak_dyn_info {
+    size_t size;                 /* set by the planner: sizeof(ak_dyn_info) */
+    double est_seconds;          /* wall time of estimation + plan construction */
+    double density;              /* active pairs / causal pairs (or dense pairs when not causal) */
+    int32_t n_dense_heads;       /* heads (or groups) the method ran dense (short input, fallbacks) */
+    char explain[4096];          /* method-specific decisions, one line per head (truncated) */
+} ak_dyn_info;
+
+/**
+ * By name, for tools and sweeps: spec = "<method>" or "<method>:key=value,key=value" with the keys of
+ * the method's params struct (docs/DYNAMIC.md lists them), e.g. "flexprefill:gamma=0.9,tau=0.1".
+ * Methods: flexprefill, minference, mminference, anchor, dhsa, routing, dma. Unknown method or key ->
+ * AK_ERR_INVALID_ARGUMENT.
+ */
+AK_API ak_status ak_dyn_plan_named(ak_ctx *ctx, const char *spec, const ak_attn_desc *desc,
+                                   const ak_attn_tensors *t, ak_sparse **out, ak_dyn_info *info);
+
+/* ---- FlexPrefill (begin) ---- */
+/* ---- FlexPrefill (end) ---- */
+
+/* ---- MInference (begin) ---- */
+/* ---- MInference (end) ---- */
+
+/* ---- MMInference (begin) ---- */
+/* ---- MMInference (end) ---- */
+
+/* ---- AnchorAttention (begin) ---- */
+/* ---- AnchorAttention (end) ---- */
+
+/* ---- DHSA (begin) ---- */
+/* ---- DHSA (end) ---- */
+
+/* ---- Routing attention (begin) ---- */
+/* ---- Routing attention (end) ---- */
+
+/* ---- Dynamic Mask Attention (begin) ---- */
+/* ---- Dynamic Mask Attention (end) ---- */
+
+/* ---- Block top-k sparse decoding, Kinetics (begin) ---- */
+/* ---- Block top-k sparse decoding, Kinetics (end) ---- */
+
+/* ------------------------------------------------------------------------------------------------
  * Machine ceilings (what `attnkit peak` prints and benchmarks divide by)
  * ---------------------------------------------------------------------------------------------- */
 
