@@ -674,7 +674,7 @@ AK_API ak_status ak_la_backward_ref(ak_ctx *ctx, const ak_la_desc *desc, const a
  * The query rows of each (b, h) are cut into n_qblocks blocks: fixed tiles of block_q rows
  * (block qb = rows [qb*block_q, min(nq, (qb+1)*block_q))), or explicit gather lists (qrows: any row
  * set per block, e.g. a permutation or the queries of one neighborhood tile; each row at most once per
- * (b, h); rows in no block get O = 0, LSE = -inf).
+ * (b, h), or with combine = AK_SPARSE_MEAN once per block; rows in no block get O = 0, LSE = -inf).
  *
  * Each block qb of (b, h) -- list r = (b * n_heads + h) * n_qblocks + qb -- names its keys with:
  *   spans [lo, hi)      contiguous keys at any alignment
@@ -726,7 +726,28 @@ typedef struct ak_sparse_desc {
     const uint8_t *na;           /* NULL or [R]: 1 = the list includes each row's neighborhood */
     ak_sparse_na na_geom;        /* required (ndim >= 1) iff some na[r] is 1 */
     const char *name;            /* optional description kept with the plan ("power(bs=256,w=5)") */
+    /* Optional refinements of the content-aware methods (NULL / 0 = none). Per plan (batch, head),
+     * bh = b * n_heads + h:
+     *   key_bias [n_batch * n_heads][nk]: finite; added to the logit of every active pair of that (b, h),
+     *            after the scale and softcap: logit(i, j) = s_ij + key_bias[bh][j] (DMA's value-derived bias).
+     *   key_score [n_batch * n_heads][nk] and row_thresh [n_batch * n_heads][nq], both or neither, no NaN:
+     *            row i sees listed key j only if key_score[bh][j] >= row_thresh[bh][i] (a per-row cut of the
+     *            list: DMA's exact per-row top-w; row_thresh = -inf keeps the whole list, +inf drops it). */
+    const float *key_bias;
+    const float *key_score;
+    const float *row_thresh;
+    int32_t combine;             /* AK_SPARSE_WRITE or AK_SPARSE_MEAN (below) */
 } ak_sparse_desc;
+
+/**
+ * How outputs combine (gather mode only). AK_SPARSE_WRITE: each row in at most one block of its (b, h).
+ * AK_SPARSE_MEAN: a row may sit in several blocks of its (b, h) (at most once per block); each block
+ * attends on its own (its own softmax) and the row's output is the mean of its per-block outputs, its LSE
+ * log(sum over its blocks of e^LSE_block) (routing attention's scatter-mean; a block without visible keys
+ * contributes O = 0). Rows in no block: O = 0, LSE = -inf.
+ */
+#define AK_SPARSE_WRITE 0
+#define AK_SPARSE_MEAN 1
 
 AK_API void ak_sparse_desc_init(ak_sparse_desc *desc);
 /** Validate the arrays (normal form, bounds) and copy them into a new plan. */
@@ -752,13 +773,21 @@ AK_API ak_status ak_sparse_builder_add_band(ak_sparse_builder *b, int32_t batch,
 AK_API ak_status ak_sparse_builder_set_na(ak_sparse_builder *b, int32_t batch, int32_t head, int32_t qblock);
 /** Gather mode: append a row to block qblock (the builder's geometry must then give n_qblocks). */
 AK_API ak_status ak_sparse_builder_add_row(ak_sparse_builder *b, int32_t batch, int32_t head, int32_t qblock, int32_t row);
+/**
+ * Per-(batch, head) refinements (copied; see ak_sparse_desc): bias [nk] (NULL clears), key_score [nk]
+ * with row_thresh [nq] (both or neither). Heads never set get bias 0 and keep their whole lists. The
+ * geometry's `combine` is read at builder_create.
+ */
+AK_API ak_status ak_sparse_builder_set_key_bias(ak_sparse_builder *b, int32_t batch, int32_t head, const float *bias);
+AK_API ak_status ak_sparse_builder_set_row_thresh(ak_sparse_builder *b, int32_t batch, int32_t head,
+                                                  const float *key_score, const float *row_thresh);
 AK_API ak_status ak_sparse_builder_finish(ak_sparse_builder *b, ak_sparse **out);
 AK_API void ak_sparse_builder_destroy(ak_sparse_builder *b);
 
 /**
  * The element mask of (plan batch b, plan head h): mask[i * nk + j] = 1 iff row i sees key j
- * (uint8, nq * nk bytes, written in full). Computed entry by entry, independently of the executor:
- * the oracle of the tests and the source of `attnkit plan`'s picture.
+ * (uint8, nq * nk bytes, written in full; with AK_SPARSE_MEAN: in some block of the row). Computed entry
+ * by entry, independently of the executor: the oracle of the tests and the source of `attnkit plan`'s picture.
  */
 AK_API ak_status ak_sparse_mask(const ak_sparse *sp, int32_t b, int32_t h, uint8_t *mask);
 /**

@@ -40,3 +40,14 @@ if(AK_ENABLE_AVX512 AND AK_ENABLE_AVX512BF16 AND CMAKE_SYSTEM_PROCESSOR MATCHES 
 endif()
 
 list(APPEND AK_TESTS ${AK_SPARSE_TESTS})
+
+# The plan's refinements for the content-aware methods (key bias, per-row cut, mean-combined rows):
+# tests/test_sparse_refine.c, one entry per group.
+add_executable(test_sparse_refine test_sparse_refine.c)
+target_include_directories(test_sparse_refine PRIVATE ${PROJECT_SOURCE_DIR}/include)
+target_link_libraries(test_sparse_refine PRIVATE ak_testutil attnkit)
+foreach(group exec json invalid)
+  add_test(NAME sparse_refine_${group} COMMAND test_sparse_refine ${group})
+  set_tests_properties(sparse_refine_${group} PROPERTIES ENVIRONMENT "${AK_SPARSE_ENV}")
+  list(APPEND AK_TESTS sparse_refine_${group})
+endforeach()

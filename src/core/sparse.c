@@ -34,6 +34,9 @@ void ak_sparse_destroy(ak_sparse *sp) {
     ak__free(c, sp->band_lo);
     ak__free(c, sp->band_hi);
     ak__free(c, sp->na);
+    ak__free(c, sp->key_bias);
+    ak__free(c, sp->key_score);
+    ak__free(c, sp->row_thresh);
     ak__free(c, sp);
 }
 
@@ -95,6 +98,13 @@ static ak_status validate(const ak_ctx *ctx, const ak_sparse_desc *d, int any_qb
     if (d->block_q < 1) return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "sparse desc: block_q = %d, must be >= 1", d->block_q);
     if (d->qrows && !d->qrow_off)
         return ak__fail(ctx, AK_ERR_NULL_POINTER, "sparse desc: qrows given without qrow_off");
+    if (d->combine != AK_SPARSE_WRITE && d->combine != AK_SPARSE_MEAN)
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "sparse desc: combine = %d, must be AK_SPARSE_WRITE (0) or AK_SPARSE_MEAN (1)",
+                        d->combine);
+    if (d->combine == AK_SPARSE_MEAN && !d->qrow_off && !any_qblocks)
+        return ak__fail(ctx, AK_ERR_INVALID_ARGUMENT, "sparse desc: combine = AK_SPARSE_MEAN needs gathered rows (qrow_off)");
+    if ((d->key_score == NULL) != (d->row_thresh == NULL))
+        return ak__fail(ctx, AK_ERR_NULL_POINTER, "sparse desc: key_score and row_thresh go together (one is NULL)");
     if (!d->qrow_off && !any_qblocks) {
         int64_t want = ((int64_t)d->nq + d->block_q - 1) / d->block_q;
         if (d->n_qblocks != want)
@@ -112,26 +122,28 @@ static ak_status validate(const ak_ctx *ctx, const ak_sparse_desc *d, int any_qb
     if (d->qrow_off) {
         if ((st = check_off(ctx, "qrow", d->qrow_off, R, &n)) != AK_OK) return st;
         if (n > 0 && !d->qrows) return ak__fail(ctx, AK_ERR_NULL_POINTER, "sparse desc: qrows is NULL");
-        /* every row at most once per (b, h) */
-        uint8_t *seen = (uint8_t *)ak__alloc(ctx, (size_t)d->nq + 1);
+        /* every row at most once per (b, h) (AK_SPARSE_MEAN: once per block): seen[row] = the last list holding it */
+        int64_t *seen = (int64_t *)ak__alloc(ctx, sizeof(int64_t) * ((size_t)d->nq + 1));
         if (!seen) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "row check");
+        for (int64_t i = 0; i <= d->nq; i++) seen[i] = -1;
         st = AK_OK;
-        for (int64_t bh = 0; bh < (int64_t)d->n_batch * d->n_heads && st == AK_OK; bh++) {
-            memset(seen, 0, (size_t)d->nq + 1);
-            for (int64_t r = bh * d->n_qblocks; r < (bh + 1) * d->n_qblocks && st == AK_OK; r++)
-                for (int64_t e = d->qrow_off[r]; e < d->qrow_off[r + 1]; e++) {
-                    int32_t row = d->qrows[e];
+        for (int64_t r = 0; r < R && st == AK_OK; r++) {
+            int64_t first = d->combine == AK_SPARSE_MEAN ? r : r - r % d->n_qblocks;
+            for (int64_t e = d->qrow_off[r]; e < d->qrow_off[r + 1]; e++) {
+                int32_t row = d->qrows[e];
+                if (row < 0 || row >= d->nq) {
                     list_name(d, r, where, sizeof where);
-                    if (row < 0 || row >= d->nq) {
-                        st = ak__fail(ctx, AK_ERR_BAD_PLAN, "%s: row %d outside [0, nq = %d)", where, row, d->nq);
-                        break;
-                    }
-                    if (seen[row]) {
-                        st = ak__fail(ctx, AK_ERR_BAD_PLAN, "%s: row %d already belongs to a block of this batch and head", where, row);
-                        break;
-                    }
-                    seen[row] = 1;
+                    st = ak__fail(ctx, AK_ERR_BAD_PLAN, "%s: row %d outside [0, nq = %d)", where, row, d->nq);
+                    break;
                 }
+                if (seen[row] >= first) {
+                    list_name(d, r, where, sizeof where);
+                    st = ak__fail(ctx, AK_ERR_BAD_PLAN, "%s: row %d already belongs to %s", where, row,
+                                  d->combine == AK_SPARSE_MEAN ? "this block" : "a block of this batch and head");
+                    break;
+                }
+                seen[row] = r;
+            }
         }
         ak__free(ctx, seen);
         if (st != AK_OK) return st;
@@ -227,6 +239,22 @@ static ak_status validate(const ak_ctx *ctx, const ak_sparse_desc *d, int any_qb
                 }
             }
     }
+    int64_t BH = (int64_t)d->n_batch * d->n_heads;
+    if (d->key_bias)
+        for (int64_t x = 0; x < BH * d->nk; x++)
+            if (!isfinite(d->key_bias[x]))
+                return ak__fail(ctx, AK_ERR_BAD_PLAN, "sparse desc: key_bias[%lld][%lld] = %g is not finite", (long long)(x / d->nk),
+                                (long long)(x % d->nk), (double)d->key_bias[x]);
+    if (d->key_score) {
+        for (int64_t x = 0; x < BH * d->nk; x++)
+            if (d->key_score[x] != d->key_score[x])
+                return ak__fail(ctx, AK_ERR_BAD_PLAN, "sparse desc: key_score[%lld][%lld] is NaN", (long long)(x / d->nk),
+                                (long long)(x % d->nk));
+        for (int64_t x = 0; x < BH * d->nq; x++)
+            if (d->row_thresh[x] != d->row_thresh[x])
+                return ak__fail(ctx, AK_ERR_BAD_PLAN, "sparse desc: row_thresh[%lld][%lld] is NaN", (long long)(x / d->nq),
+                                (long long)(x % d->nq));
+    }
     return AK_OK;
 }
 
@@ -281,6 +309,13 @@ ak_status ak_sparse_create(ak_ctx *ctx, const ak_sparse_desc *d, ak_sparse **out
     sp->band_lo = (int32_t *)dup_arr(ctx, d->band_lo, sizeof(int32_t) * (size_t)nb, &fail);
     sp->band_hi = (int32_t *)dup_arr(ctx, d->band_hi, sizeof(int32_t) * (size_t)nb, &fail);
     sp->na = (uint8_t *)dup_arr(ctx, d->na, (size_t)R, &fail);
+    size_t BH = (size_t)d->n_batch * (size_t)d->n_heads;
+    sp->combine = d->combine;
+    if (d->key_bias) sp->key_bias = (float *)dup_arr(ctx, d->key_bias, sizeof(float) * BH * (size_t)d->nk, &fail);
+    if (d->key_score) {
+        sp->key_score = (float *)dup_arr(ctx, d->key_score, sizeof(float) * BH * (size_t)d->nk, &fail);
+        sp->row_thresh = (float *)dup_arr(ctx, d->row_thresh, sizeof(float) * BH * (size_t)d->nq, &fail);
+    }
     if (fail) {
         ak_sparse_destroy(sp);
         return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "sparse plan arrays");
@@ -312,6 +347,10 @@ ak_status ak_sparse_get_desc(const ak_sparse *sp, ak_sparse_desc *d) {
     d->na = sp->na;
     d->na_geom = sp->na_geom;
     d->name = sp->name;
+    d->key_bias = sp->key_bias;
+    d->key_score = sp->key_score;
+    d->row_thresh = sp->row_thresh;
+    d->combine = sp->combine;
     return AK_OK;
 }
 
@@ -382,6 +421,16 @@ void ak__sparse_row_bits(const ak_sparse *sp, int64_t r, int64_t row, uint64_t *
         if (a <= b) set_range(bits, a, b);
     }
     if (sp->na[r]) na_bits(&sp->na_geom, row, bits, vis_hi);
+    if (sp->key_score) { /* the per-row cut: key_score[j] >= row_thresh[row] */
+        int64_t bh = r / sp->n_qblocks;
+        const float *ks = sp->key_score + bh * sp->nk;
+        float th = sp->row_thresh[bh * sp->nq + row];
+        for (int64_t w = 0; w <= vis_hi >> 6; w++)
+            for (uint64_t m = bits[w]; m; m &= m - 1) {
+                int64_t j = (w << 6) + __builtin_ctzll(m);
+                if (!(ks[j] >= th)) bits[w] &= ~((uint64_t)1 << (j & 63));
+            }
+    }
 }
 
 static ak_status check_bh(const ak_sparse *sp, int32_t b, int32_t h) {
@@ -410,7 +459,7 @@ ak_status ak_sparse_mask(const ak_sparse *sp, int32_t b, int32_t h, uint8_t *mas
             int64_t row = list ? list[e] : first + e;
             ak__sparse_row_bits(sp, r, row, bits);
             uint8_t *m = mask + (size_t)row * (size_t)sp->nk;
-            for (int64_t j = 0; j < sp->nk; j++) m[j] = (uint8_t)((bits[j >> 6] >> (j & 63)) & 1);
+            for (int64_t j = 0; j < sp->nk; j++) m[j] |= (uint8_t)((bits[j >> 6] >> (j & 63)) & 1); /* MEAN: union */
         }
     }
     ak__free(sp->ctx, bits);
@@ -465,7 +514,8 @@ ak_status ak_sparse_density_grid(const ak_sparse *sp, int32_t b, int32_t h, int3
         for (int32_t c = 0; c < cols; c++) {
             int64_t j0 = (int64_t)c * sp->nk / cols, j1 = (int64_t)(c + 1) * sp->nk / cols;
             double cells = (double)(q1 - q0) * (double)(j1 - j0);
-            grid[(size_t)i * cols + c] = cells > 0 ? (float)(acc[(size_t)i * cols + c] / cells) : 0.0f;
+            double f = cells > 0 ? acc[(size_t)i * cols + c] / cells : 0.0;
+            grid[(size_t)i * cols + c] = (float)(f > 1.0 ? 1.0 : f); /* AK_SPARSE_MEAN counts a pair per block */
         }
     }
     ak__free(sp->ctx, bits);
@@ -525,6 +575,7 @@ struct ak_sparse_builder {
     bentry *e;
     int64_t n, cap;
     int gather;
+    float *key_bias, *key_score, *row_thresh; /* [n_batch * n_heads][nk | nq], allocated when first set */
 };
 
 ak_status ak_sparse_builder_create(ak_ctx *ctx, const ak_sparse_desc *geom, ak_sparse_builder **out) {
@@ -545,6 +596,7 @@ ak_status ak_sparse_builder_create(ak_ctx *ctx, const ak_sparse_desc *geom, ak_s
     g.block_q = geom->block_q;
     g.n_qblocks = geom->n_qblocks;
     g.na_geom = geom->na_geom;
+    g.combine = geom->combine;
     if (g.block_q >= 1 && g.nq >= 0 && g.n_qblocks == 0) g.n_qblocks = (g.nq + g.block_q - 1) / g.block_q;
     int64_t R;
     /* any block count: gather rows (add_row) may follow; finish checks fixed blocks against nq */
@@ -563,7 +615,62 @@ ak_status ak_sparse_builder_create(ak_ctx *ctx, const ak_sparse_desc *geom, ak_s
 void ak_sparse_builder_destroy(ak_sparse_builder *b) {
     if (!b) return;
     ak__free(b->ctx, b->e);
+    ak__free(b->ctx, b->key_bias);
+    ak__free(b->ctx, b->key_score);
+    ak__free(b->ctx, b->row_thresh);
     ak__free(b->ctx, b);
+}
+
+static ak_status check_builder_bh(ak_sparse_builder *b, int32_t bb, int32_t h) {
+    if (bb < 0 || bb >= b->geom.n_batch || h < 0 || h >= b->geom.n_heads)
+        return ak__fail(b->ctx, AK_ERR_INVALID_ARGUMENT, "builder: (batch %d, head %d) outside %d x %d", bb, h, b->geom.n_batch,
+                        b->geom.n_heads);
+    return AK_OK;
+}
+
+/* The [n_batch * n_heads][n] array *arr, allocated on first use and filled with `fill`. */
+static float *builder_arr(ak_sparse_builder *b, float **arr, int64_t n, float fill) {
+    if (!*arr) {
+        size_t cnt = (size_t)b->geom.n_batch * (size_t)b->geom.n_heads * (size_t)n;
+        *arr = (float *)ak__alloc(b->ctx, sizeof(float) * (cnt ? cnt : 1));
+        if (*arr)
+            for (size_t x = 0; x < cnt; x++) (*arr)[x] = fill;
+    }
+    return *arr;
+}
+
+ak_status ak_sparse_builder_set_key_bias(ak_sparse_builder *b, int32_t bb, int32_t h, const float *bias) {
+    if (!b) return AK_ERR_NULL_POINTER;
+    ak_status st = check_builder_bh(b, bb, h);
+    if (st != AK_OK) return st;
+    int64_t nk = b->geom.nk, bh = (int64_t)bb * b->geom.n_heads + h;
+    if (bias)
+        for (int64_t j = 0; j < nk; j++)
+            if (!isfinite(bias[j])) return ak__fail(b->ctx, AK_ERR_INVALID_ARGUMENT, "builder: key bias[%lld] = %g is not finite",
+                                                    (long long)j, (double)bias[j]);
+    if (!bias && !b->key_bias) return AK_OK;
+    if (!builder_arr(b, &b->key_bias, nk, 0.0f)) return ak__fail(b->ctx, AK_ERR_OUT_OF_MEMORY, "builder key bias");
+    for (int64_t j = 0; j < nk; j++) b->key_bias[bh * nk + j] = bias ? bias[j] : 0.0f;
+    return AK_OK;
+}
+
+ak_status ak_sparse_builder_set_row_thresh(ak_sparse_builder *b, int32_t bb, int32_t h, const float *key_score,
+                                           const float *row_thresh) {
+    if (!b) return AK_ERR_NULL_POINTER;
+    ak_status st = check_builder_bh(b, bb, h);
+    if (st != AK_OK) return st;
+    if (!key_score || !row_thresh) return ak__fail(b->ctx, AK_ERR_NULL_POINTER, "builder: key_score or row_thresh is NULL");
+    int64_t nk = b->geom.nk, nq = b->geom.nq, bh = (int64_t)bb * b->geom.n_heads + h;
+    for (int64_t j = 0; j < nk; j++)
+        if (key_score[j] != key_score[j]) return ak__fail(b->ctx, AK_ERR_INVALID_ARGUMENT, "builder: key_score[%lld] is NaN", (long long)j);
+    for (int64_t i = 0; i < nq; i++)
+        if (row_thresh[i] != row_thresh[i])
+            return ak__fail(b->ctx, AK_ERR_INVALID_ARGUMENT, "builder: row_thresh[%lld] is NaN", (long long)i);
+    if (!builder_arr(b, &b->key_score, nk, 0.0f) || !builder_arr(b, &b->row_thresh, nq, -INFINITY))
+        return ak__fail(b->ctx, AK_ERR_OUT_OF_MEMORY, "builder key scores");
+    memcpy(b->key_score + bh * nk, key_score, sizeof(float) * (size_t)nk);
+    memcpy(b->row_thresh + bh * nq, row_thresh, sizeof(float) * (size_t)nq);
+    return AK_OK;
 }
 
 static ak_status badd(ak_sparse_builder *b, int32_t bb, int32_t h, int32_t qb, int32_t kind, int32_t x, int32_t y) {
@@ -718,6 +825,9 @@ ak_status ak__sparse_finish_named(ak_sparse_builder *b, const char *name, ak_spa
     d.band_hi = bhi;
     d.na = na;
     d.name = name;
+    d.key_bias = b->key_bias;
+    d.key_score = b->key_score;
+    d.row_thresh = b->row_thresh;
     st = ak_sparse_create(ctx, &d, out);
 done:
     ak__free(ctx, qo);

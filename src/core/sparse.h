@@ -20,6 +20,10 @@ struct ak_sparse {
     uint8_t *na;                  /* [R], always present */
     ak_sparse_na na_geom;
     char name[256];
+    float *key_bias;              /* [n_batch * n_heads][nk] or NULL */
+    float *key_score;             /* [n_batch * n_heads][nk] or NULL (then row_thresh is NULL too) */
+    float *row_thresh;            /* [n_batch * n_heads][nq] */
+    int32_t combine;              /* AK_SPARSE_WRITE / AK_SPARSE_MEAN */
 };
 
 /* Rows of list r: fixed block rows [*first, *first + *n) when *list is NULL, else the gathered list. */

@@ -293,7 +293,26 @@ ak_status ak_sparse_to_json(ak_ctx *ctx, const ak_sparse *sp, char **out, size_t
         if (sp->na[r]) sb_add(&b, ", \"na\": 1");
         sb_add(&b, "}");
     }
-    sb_add(&b, "\n ]}\n");
+    sb_add(&b, "\n ]");
+    if (sp->combine) sb_add(&b, ",\n \"combine\": %d", sp->combine);
+    const float *farr[3] = {sp->key_bias, sp->key_score, sp->row_thresh};
+    const char *fname[3] = {"key_bias", "key_score", "row_thresh"};
+    for (int f = 0; f < 3; f++) {
+        if (!farr[f]) continue;
+        int64_t n = f == 2 ? sp->nq : sp->nk, BH = (int64_t)sp->n_batch * sp->n_heads;
+        sb_add(&b, ",\n \"%s\": [", fname[f]);
+        for (int64_t bh = 0; bh < BH; bh++) {
+            sb_add(&b, "%s[", bh ? ",\n  " : "");
+            for (int64_t x = 0; x < n; x++) {
+                float y = farr[f][bh * n + x];
+                if (isinf(y)) sb_add(&b, "%s\"%sinf\"", x ? "," : "", y < 0 ? "-" : "");
+                else sb_add(&b, "%s%.9g", x ? "," : "", (double)y);
+            }
+            sb_add(&b, "]");
+        }
+        sb_add(&b, "]");
+    }
+    sb_add(&b, "}\n");
     if (b.fail) {
         ak__free(ctx, b.s);
         return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "JSON text");
@@ -342,6 +361,42 @@ static ak_status get_ints(ak_ctx *ctx, const ak_json *j, int32_t arr, int pairs,
     return AK_OK;
 }
 
+/* Optional member `key`: an array of BH arrays of n numbers (or "inf" / "-inf" strings when allow_inf) ->
+ * *out (allocated [BH][n]); absent -> *out = NULL. */
+static ak_status get_floats(ak_ctx *ctx, const ak_json *j, const char *key, int64_t BH, int64_t n, int allow_inf, float **out) {
+    *out = NULL;
+    int32_t a = ak__json_get(j, 0, key);
+    if (a < 0) return AK_OK;
+    if (j->v[a].type != AK_J_ARR || j->v[a].n != BH)
+        return ak__fail(ctx, AK_ERR_BAD_PLAN, "JSON plan: \"%s\" must be an array of n_batch * n_heads = %lld arrays", key,
+                        (long long)BH);
+    float *x = (float *)ak__alloc(ctx, sizeof(float) * (size_t)(BH * n + 1));
+    if (!x) return ak__fail(ctx, AK_ERR_OUT_OF_MEMORY, "JSON plan");
+    int64_t k = 0;
+    for (int32_t c = j->v[a].first; c >= 0; c = j->v[c].next) {
+        if (j->v[c].type != AK_J_ARR || j->v[c].n != n) {
+            ak__free(ctx, x);
+            return ak__fail(ctx, AK_ERR_BAD_PLAN, "JSON plan: \"%s\" rows must hold %lld numbers", key, (long long)n);
+        }
+        for (int32_t e = j->v[c].first; e >= 0; e = j->v[e].next) {
+            const ak_jval *v = &j->v[e];
+            if (v->type == AK_J_NUM) {
+                x[k++] = (float)v->num;
+            } else if (allow_inf && v->type == AK_J_STR && v->str_len == 3 && !strncmp(v->str, "inf", 3)) {
+                x[k++] = INFINITY;
+            } else if (allow_inf && v->type == AK_J_STR && v->str_len == 4 && !strncmp(v->str, "-inf", 4)) {
+                x[k++] = -INFINITY;
+            } else {
+                ak__free(ctx, x);
+                return ak__fail(ctx, AK_ERR_BAD_PLAN, "JSON plan: \"%s\" holds a value that is not a number%s", key,
+                                allow_inf ? " or \"inf\" / \"-inf\"" : "");
+            }
+        }
+    }
+    *out = x;
+    return AK_OK;
+}
+
 ak_status ak_sparse_from_json(ak_ctx *ctx, const char *text, size_t len, ak_sparse **out) {
     if (!ctx) return AK_ERR_NULL_POINTER;
     ak__clear_error(ctx);
@@ -356,6 +411,7 @@ ak_status ak_sparse_from_json(ak_ctx *ctx, const char *text, size_t len, ak_spar
     int64_t *off[4] = {NULL, NULL, NULL, NULL};
     int32_t *arr[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
     uint8_t *na = NULL;
+    float *fl[3] = {NULL, NULL, NULL};
     char name[256] = "";
     int32_t fmt = ak__json_get(&j, 0, "format"), lists = ak__json_get(&j, 0, "lists");
     if (j.v[0].type != AK_J_OBJ || fmt < 0 || j.v[fmt].type != AK_J_STR || j.v[fmt].str_len != 14 ||
@@ -512,8 +568,19 @@ ak_status ak_sparse_from_json(ak_ctx *ctx, const char *text, size_t len, ak_spar
     d.band_lo = arr[3];
     d.band_hi = arr[5];
     d.na = na;
+    int64_t comb, BH = v[1] * v[2];
+    if ((st = get_int(ctx, &j, 0, "combine", 0, 1, 0, 0, &comb)) != AK_OK) goto done;
+    d.combine = (int32_t)comb;
+    if ((st = get_floats(ctx, &j, "key_bias", BH, v[4], 0, &fl[0])) != AK_OK ||
+        (st = get_floats(ctx, &j, "key_score", BH, v[4], 1, &fl[1])) != AK_OK ||
+        (st = get_floats(ctx, &j, "row_thresh", BH, v[3], 1, &fl[2])) != AK_OK)
+        goto done;
+    d.key_bias = fl[0];
+    d.key_score = fl[1];
+    d.row_thresh = fl[2];
     st = ak_sparse_create(ctx, &d, out);
 done:
+    for (int k = 0; k < 3; k++) ak__free(ctx, fl[k]);
     for (int k = 0; k < 4; k++) ak__free(ctx, off[k]);
     for (int k = 0; k < 6; k++) ak__free(ctx, arr[k]);
     ak__free(ctx, na);

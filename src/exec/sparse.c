@@ -39,6 +39,8 @@ typedef struct walk {
     int32_t *jidx;
     int first;
     double cost, pairs;
+    ak_fwd_emask em0;               /* the walk's own element mask under refine_emask */
+    const float *kbias, *kscore, *rthresh; /* the plan's per-key bias / score and per-row threshold of this (b, h) */
     uint8_t excl[256];
     /* na: per column and axis the window (group, in-group [ulo, uhi]) */
     int32_t g[3][AK_SP_MAXCOL], ulo[3][AK_SP_MAXCOL], uhi[3][AK_SP_MAXCOL];
@@ -46,12 +48,36 @@ typedef struct walk {
 
 static int32_t clamp_rel(int64_t x, int nk) { return (int32_t)(x < -1 ? -1 : x > nk ? nk : x); }
 
+/* The plan's refinements on a tile's scores (after the walk's own element mask, if any): a key whose
+ * score is below a row's threshold is dropped for that row; the key bias joins every logit. */
+static void refine_emask(void *user, const ak_fwd_scratch *s, int nk, int mpad, int64_t ld) {
+    walk *w = (walk *)user;
+    if (w->em0) w->em0(user, s, nk, mpad, ld);
+    for (int t = 0; t < nk; t++) {
+        float *row = s->st + (size_t)t * ld;
+        int64_t j = s->jidx[t];
+        if (w->kscore) {
+            float ks = w->kscore[j];
+            for (int c = 0; c < w->M; c++)
+                if (!(ks >= w->rthresh[s->coli[c]])) row[c] = -INFINITY;
+        }
+        if (w->kbias && w->kbias[j] != 0.0f) {
+            float kb = w->kbias[j];
+            for (int c = 0; c < w->M; c++) row[c] += kb;
+        }
+    }
+}
+
 /* Run (or price) one tile whose rlo/rhi are set (masked) or not needed. */
 static void emit(walk *w, int nk, int contiguous, int masked, const uint8_t *excl, ak_fwd_emask em) {
     int c0 = 0, c1 = w->mpad; /* the columns ak__fwd_tile computes */
     if (masked && !ak__fwd_col_range(w->M, nk, w->rlo, w->rhi, &c0, &c1)) return;
     w->cost += (double)(nk + 16) * (c1 - c0);
     w->pairs += (double)nk * ((c1 < w->M ? c1 : w->M) - c0);
+    if (w->kbias || w->kscore) {
+        w->em0 = em;
+        em = refine_emask;
+    }
     if (w->t) ak__fwd_tile(w->pl, w->t, w->s, w->b, w->M, nk, contiguous, masked, excl, em, w, &w->first);
 }
 
@@ -334,10 +360,12 @@ static void walk_na(walk *w, const int64_t *coli) {
         }
 }
 
-/* Walk item `it`: run it (t != NULL) or price it. lo/hi/pos are the columns' ranges (priced: computed here). */
-static void walk_item(const ak_plan *pl, const ak_sparse *sp, const ak_sitem *it, const ak_attn_tensors *t, ak_fwd_scratch *s,
-                      walk *w, int64_t *lo, int64_t *hi, int64_t *pos, int32_t *rlo, int32_t *rhi, int32_t *jidx,
-                      int32_t *colh, int64_t *coli) {
+/* Walk item `it`: run it (t != NULL) or price it. lo/hi/pos are the columns' ranges (priced: computed here).
+ * tout (AK_SPARSE_MEAN): the per-slot outputs, written at the rows' slots (their index in the (b, h)'s row
+ * lists) instead of t's O / LSE at the rows; NULL otherwise. */
+static void walk_item(const ak_plan *pl, const ak_sparse *sp, const ak_sitem *it, const ak_attn_tensors *t,
+                      const ak_attn_tensors *tout, ak_fwd_scratch *s, walk *w, int64_t *lo, int64_t *hi, int64_t *pos,
+                      int32_t *rlo, int32_t *rhi, int32_t *jidx, int32_t *colh, int64_t *coli) {
     const ak_problem *p = &pl->p;
     int M = (int)(it->nh * it->nr), mpad = (M + 15) / 16 * 16;
     /* row-major columns (col = row * nh + head): the columns that see a key of a masked tile are then
@@ -360,6 +388,12 @@ static void walk_item(const ak_plan *pl, const ak_sparse *sp, const ak_sitem *it
     w->rlo = rlo;
     w->rhi = rhi;
     w->jidx = jidx;
+    if (it->r >= 0) {
+        int64_t bh = it->r / sp->n_qblocks;
+        w->kbias = sp->key_bias ? sp->key_bias + bh * sp->nk : NULL;
+        w->kscore = sp->key_score ? sp->key_score + bh * sp->nk : NULL;
+        w->rthresh = sp->key_score ? sp->row_thresh + bh * sp->nq : NULL;
+    }
     if (t) {
         ak__fwd_begin(pl, t, s, it->b, M, sp->causal);
     } else {
@@ -396,6 +430,13 @@ static void walk_item(const ak_plan *pl, const ak_sparse *sp, const ak_sitem *it
         walk_cols(w, Hlo, Hhi, Ilo, Ihi);
         walk_bands(w);
         if (sp->na[it->r]) walk_na(w, coli);
+    }
+    if (t && tout) { /* AK_SPARSE_MEAN: column c's output goes to its row's slot */
+        if (it->r < 0) return; /* rows in no block: the final combine writes them */
+        int64_t base = (int64_t)(it->rows - sp->qrows) - sp->qrow_off[it->r - it->r % sp->n_qblocks];
+        for (int c = 0; c < M; c++) coli[c] = base + c / it->nh;
+        ak__fwd_end(pl, tout, s, it->b, M);
+        return;
     }
     if (t) ak__fwd_end(pl, t, s, it->b, M);
 }
@@ -575,7 +616,7 @@ ak_status ak__splan_build(ak_plan *pl, const ak_sparse *src) {
     S->exec_pairs = 0;
     for (int64_t i = 0; i < count; i++) {
         ak_sitem *it = &S->items[i];
-        walk_item(pl, sp, it, NULL, NULL, w, lo, lo + AK_SP_MAXCOL, lo + 2 * AK_SP_MAXCOL, small, small + AK_SP_MAXCOL,
+        walk_item(pl, sp, it, NULL, NULL, NULL, w, lo, lo + AK_SP_MAXCOL, lo + 2 * AK_SP_MAXCOL, small, small + AK_SP_MAXCOL,
                   small + 3 * AK_SP_MAXCOL, small + 2 * AK_SP_MAXCOL, coli);
         it->cost = (int64_t)w->cost + 64 * ((it->nh * it->nr + 15) / 16 * 16); /* + packing and output */
         S->exec_pairs += w->pairs;
@@ -604,8 +645,75 @@ ak_status ak__splan_build(ak_plan *pl, const ak_sparse *src) {
     return AK_OK;
 }
 
+/* AK_SPARSE_MEAN, after the items: each row's output = the mean of its slots' outputs, LSE = log(sum e^LSE_slot). */
+static void combine_mean(const ak_plan *pl, const ak_sparse *sp, const ak_attn_tensors *t, const float *ob, const float *lb,
+                         int64_t smax, double *acc, int32_t *cnt, double *lsum) {
+    const ak_problem *p = &pl->p;
+    const int dv = p->dv;
+    const ak_tensor *O = &t->o, *LSE = &t->lse;
+    for (int32_t b = 0; b < p->B; b++)
+        for (int32_t h = 0; h < p->Hq; h++) {
+            int64_t bh = (sp->n_batch == 1 ? 0 : b) * (int64_t)sp->n_heads + ak__sparse_plan_head(sp, p->Hq, p->Hkv, h);
+            int64_t r0 = bh * sp->n_qblocks, s0 = sp->qrow_off[r0];
+            memset(acc, 0, sizeof(double) * (size_t)sp->nq * (size_t)dv);
+            memset(cnt, 0, sizeof(int32_t) * (size_t)sp->nq);
+            for (int64_t i = 0; i < sp->nq; i++) lsum[i] = -INFINITY;
+            const float *obh = ob + ((size_t)b * p->Hq + h) * (size_t)smax * dv;
+            const float *lbh = lb ? lb + ((size_t)b * p->Hq + h) * (size_t)smax : NULL;
+            for (int64_t x = s0; x < sp->qrow_off[r0 + sp->n_qblocks]; x++) {
+                int32_t row = sp->qrows[x];
+                const float *o = obh + (size_t)(x - s0) * dv;
+                for (int c = 0; c < dv; c++) acc[(size_t)row * dv + c] += o[c];
+                cnt[row]++;
+                if (lbh) {
+                    double a = lsum[row], z = lbh[x - s0], m = a > z ? a : z;
+                    if (m != -INFINITY) lsum[row] = m + log(exp(a - m) + exp(z - m));
+                }
+            }
+            for (int64_t i = 0; i < sp->nq; i++) {
+                int64_t off = (int64_t)b * O->stride[0] + h * O->stride[1] + i * O->stride[2];
+                double inv = cnt[i] ? 1.0 / cnt[i] : 0.0;
+                for (int c = 0; c < dv; c++) ak__store(O->data, O->dtype, off + c * O->stride[3], acc[(size_t)i * dv + c] * inv);
+                if (p->desc.return_lse) {
+                    int64_t lo = (int64_t)b * LSE->stride[0] + h * LSE->stride[1] + i * LSE->stride[2];
+                    ak__store(LSE->data, LSE->dtype, lo, cnt[i] ? lsum[i] : -INFINITY);
+                }
+            }
+        }
+}
+
 ak_status ak__sparse_execute(const ak_plan *pl, const ak_attn_tensors *t, void *ws) {
     const struct ak_splan *S = pl->sparse;
+    const ak_sparse *sp = S->sp;
+    const ak_problem *p = &pl->p;
+    ak_attn_tensors tm, *tout = NULL;
+    float *ob = NULL;
+    double *acc = NULL, *lsum = NULL;
+    int32_t *cnt = NULL;
+    int64_t smax = 0;
+    if (sp->combine == AK_SPARSE_MEAN && sp->qrow_off) {
+        /* per-slot outputs [B][Hq][smax][dv] (+ LSE [B][Hq][smax]), combined after the items */
+        for (int64_t bh = 0; bh < (int64_t)sp->n_batch * sp->n_heads; bh++) {
+            int64_t n = sp->qrow_off[(bh + 1) * sp->n_qblocks] - sp->qrow_off[bh * sp->n_qblocks];
+            if (n > smax) smax = n;
+        }
+        size_t no = (size_t)p->B * p->Hq * (size_t)smax * p->dv, nl = (size_t)p->B * p->Hq * (size_t)smax;
+        ob = (float *)ak__alloc(pl->ctx, sizeof(float) * (no + nl + 1));
+        acc = (double *)ak__alloc(pl->ctx, sizeof(double) * ((size_t)sp->nq * p->dv + 1));
+        lsum = (double *)ak__alloc(pl->ctx, sizeof(double) * ((size_t)sp->nq + 1));
+        cnt = (int32_t *)ak__alloc(pl->ctx, sizeof(int32_t) * ((size_t)sp->nq + 1));
+        if (!ob || !acc || !lsum || !cnt) {
+            ak__free(pl->ctx, ob);
+            ak__free(pl->ctx, acc);
+            ak__free(pl->ctx, lsum);
+            ak__free(pl->ctx, cnt);
+            return ak__fail(pl->ctx, AK_ERR_OUT_OF_MEMORY, "per-block outputs of a mean-combined plan (%zu floats)", no + nl);
+        }
+        tm = *t;
+        tm.o = ak_tensor_4d(ob, AK_F32, p->B, p->Hq, smax, p->dv);
+        tm.lse = ak_tensor_3d(ob + no, AK_F32, p->B, p->Hq, smax);
+        tout = &tm;
+    }
     char *base = (char *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     int nt = pl->n_threads;
     if ((int64_t)nt > S->n_items) nt = S->n_items > 0 ? (int)S->n_items : 1;
@@ -624,7 +732,14 @@ ak_status ak__sparse_execute(const ak_plan *pl, const ak_attn_tensors *t, void *
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t i = 0; i < S->n_items; i++)
-            walk_item(pl, S->sp, &S->items[i], t, &s, w, s.lo, s.hi, s.pos, s.rlo, s.rhi, s.jidx, s.colh, s.coli);
+            walk_item(pl, S->sp, &S->items[i], t, tout, &s, w, s.lo, s.hi, s.pos, s.rlo, s.rhi, s.jidx, s.colh, s.coli);
+    }
+    if (tout) {
+        combine_mean(pl, sp, t, ob, p->desc.return_lse ? (const float *)tm.lse.data : NULL, smax, acc, cnt, lsum);
+        ak__free(pl->ctx, ob);
+        ak__free(pl->ctx, acc);
+        ak__free(pl->ctx, lsum);
+        ak__free(pl->ctx, cnt);
     }
     return AK_OK;
 }
