@@ -790,6 +790,8 @@ AK_API void ak_sparse_builder_destroy(ak_sparse_builder *b);
  * by entry, independently of the executor: the oracle of the tests and the source of `attnkit plan`'s picture.
  */
 AK_API ak_status ak_sparse_mask(const ak_sparse *sp, int32_t b, int32_t h, uint8_t *mask);
+/** One row of that mask: keys[j] = 1 iff row `row` of (b, h) sees key j (nk bytes); O(nk) memory. */
+AK_API ak_status ak_sparse_row_mask(const ak_sparse *sp, int32_t b, int32_t h, int32_t row, uint8_t *keys);
 /**
  * Downsampled picture of (b, h): grid[r * cols + c] = the fraction of active pairs among the (row, key)
  * cells that map to grid cell (r, c) (rows scaled by rows / nq, keys by cols / nk); 1 <= rows <= nq,

@@ -9,7 +9,8 @@
  *            NaN-poisoned outputs, against a naive computation written here from the header's rules, in
  *            double (the oracle) and in float (the accuracy yardstick: executor error <= 2x the float
  *            naive's error + 1e-6); ak_attention_ref_sparse against the same double oracle (1e-9);
- *            threads 1 and 2 bitwise identical; ak_sparse_mask = the union of each row's blocks
+ *            threads 1 and 2 bitwise identical; ak_sparse_mask = the union of each row's blocks, and
+ *            ak_sparse_row_mask = its rows
  *   json     to_json -> from_json -> to_json is the identical text, and the reloaded plan runs bitwise equal
  *   invalid  each malformed refinement returns its status and leaves *out NULL
  *
@@ -287,6 +288,13 @@ static void group_exec(ak_ctx *ctx, int n_cases) {
                     bad += mask[(size_t)i * c.nk + j] != want;
                 }
             CHECK(bad == 0, "case %d bh %d: %d mask elements differ", ci, bh, bad);
+            uint8_t rowm[400];
+            int badrow = 0;
+            for (int i = 0; i < c.nq; i++) {
+                CHECK_STATUS(ak_sparse_row_mask(sp, bh / PH, bh % PH, i, rowm), AK_OK);
+                badrow += memcmp(rowm, mask + (size_t)i * c.nk, (size_t)c.nk) != 0;
+            }
+            CHECK(badrow == 0, "case %d bh %d: %d rows of ak_sparse_row_mask differ from ak_sparse_mask", ci, bh, badrow);
         }
         free(mask);
         free(o64), free(l64), free(o32), free(l32), free(or), free(lr), free(oe), free(le), free(oe2), free(le2);

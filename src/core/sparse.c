@@ -466,6 +466,32 @@ ak_status ak_sparse_mask(const ak_sparse *sp, int32_t b, int32_t h, uint8_t *mas
     return AK_OK;
 }
 
+ak_status ak_sparse_row_mask(const ak_sparse *sp, int32_t b, int32_t h, int32_t row, uint8_t *keys) {
+    if (!sp) return AK_ERR_NULL_POINTER;
+    ak__clear_error(sp->ctx);
+    if (!keys) return ak__fail(sp->ctx, AK_ERR_NULL_POINTER, "keys is NULL");
+    ak_status st = check_bh(sp, b, h);
+    if (st != AK_OK) return st;
+    if (row < 0 || row >= sp->nq) return ak__fail(sp->ctx, AK_ERR_INVALID_ARGUMENT, "row %d outside [0, nq = %d)", row, sp->nq);
+    int64_t words = ((int64_t)sp->nk + 63) / 64;
+    uint64_t *bits = (uint64_t *)ak__alloc(sp->ctx, sizeof(uint64_t) * (size_t)(words + 1));
+    if (!bits) return ak__fail(sp->ctx, AK_ERR_OUT_OF_MEMORY, "mask row");
+    memset(keys, 0, (size_t)sp->nk);
+    int64_t r0 = ((int64_t)b * sp->n_heads + h) * sp->n_qblocks;
+    for (int64_t r = r0; r < r0 + sp->n_qblocks; r++) {
+        const int32_t *list;
+        int64_t first, n, hit = 0;
+        ak__sparse_rows(sp, r, &list, &first, &n);
+        if (!list) hit = row >= first && row < first + n;
+        for (int64_t e = 0; list && e < n && !hit; e++) hit = list[e] == row;
+        if (!hit) continue;
+        ak__sparse_row_bits(sp, r, row, bits);
+        for (int64_t j = 0; j < sp->nk; j++) keys[j] |= (uint8_t)((bits[j >> 6] >> (j & 63)) & 1);
+    }
+    ak__free(sp->ctx, bits);
+    return AK_OK;
+}
+
 ak_status ak_sparse_density_grid(const ak_sparse *sp, int32_t b, int32_t h, int32_t rows, int32_t cols, float *grid) {
     if (!sp) return AK_ERR_NULL_POINTER;
     ak__clear_error(sp->ctx);
