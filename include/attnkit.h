@@ -1034,6 +1034,79 @@ AK_API ak_status ak_dyn_plan_named(ak_ctx *ctx, const char *spec, const ak_attn_
 /* ---- Routing attention (end) ---- */
 
 /* ---- Dynamic Mask Attention (begin) ---- */
+/**
+ * Dynamic Mask Attention, inference form (Shi et al. 2025, arXiv 2508.02124; flash-dmattn; docs/dynamic/dma.md).
+ * Reads t->q, t->k and t->v (the mask and the bias come from the values). No window, softcap, ALiBi, sinks or
+ * seqused_k in desc. Causal (the paper's form) or not; any nq, nk (bottom-right: pos(i) = i + nk - nq; rows with
+ * pos(i) < 0 see nothing). Visible keys of row i: C(i) = {j <= pos(i)} when causal, all nk keys otherwise.
+ *
+ * Per (sequence b, KV head h) -- its G = Hq / Hkv query heads share mask and bias --, in double, rounded once:
+ *   z[t]    = sum over h', c of w_dt[h][h' * dv + c] * V[b][h'][t][c]  +  dt_bias[h]   (dt_bias NULL: 0)
+ *   u[t]    = (float)(a[h] * softplus(z[t]))     the selection score (-0 counts as +0)
+ *   bias[t] = u[t]                   bias_form AK_DMA_BIAS_LOG (default; the current reference code)
+ *           = (float)exp(u[t])       bias_form AK_DMA_BIAS_EXP (the paper / first code); exp is monotone, so the
+ *                                    selection is the same in both forms, only the added logit differs
+ *   logit(i, j) = scale * q_i . k_j + bias[j] over the active keys of row i; softmax; times V.
+ * Active keys of row i:
+ *   nk <= window:  C(i) (dense attention plus the bias; the mask applies only when nk > window, as the reference)
+ *   AK_DMA_TOPK:   the min(window, |C(i)|) keys of C(i) first in the order (u descending, index ascending) --
+ *                  an exact per-row top-w, ties to the smaller index
+ *   AK_DMA_RELU:   {j in C(i) : u[j] > 0} (bias > 0 in the log form, > 1 in the exp form; no window cap); a row
+ *                  may be empty (O = 0, LSE = -inf). Note: u = a[h] * softplus(z) has the sign of a[h], so this
+ *                  mask keeps every key (a > 0, save softplus underflow) or none (a <= 0) of a head.
+ * The plan: n_batch = B, n_heads = Hkv, causal = desc->causal, fixed query blocks of block_q rows, key_bias = bias.
+ * Causal TOPK with nk > window: key_score[j] = nk - rank(j) (rank 0 = the first key of the order; exact floats, so
+ * nk <= 2^24), row_thresh[i] = key_score of the window-th key of C(i) in the order (-inf if |C(i)| <= window), all
+ * rows in one pass with a window-sized min-heap (O(nk log w)); query block [r0, r1) lists {j <= pos(r1 - 1) :
+ * key_score[j] >= row_thresh[r0']} (r0' = its first row with pos >= 0; at most window + block_q - 1 keys, a superset
+ * of each row's set) as spans (runs of >= 64 keys) and cols, and the cut key_score >= row_thresh does the rest.
+ * Non-causal TOPK: every block lists the window keys of the order (no cut). RELU: {j : u[j] > 0} (no cut). Dense:
+ * one span [0, pos(r1 - 1) + 1) (all keys when not causal), no cut.
+ */
+typedef enum ak_dma_bias_form {
+    AK_DMA_BIAS_LOG = 0,         /* bias = a * softplus(z) (default; current flash-dmattn / Doge code) */
+    AK_DMA_BIAS_EXP = 1          /* bias = exp(a * softplus(z)) (paper, first code); exp(u) must stay finite */
+} ak_dma_bias_form;
+
+typedef enum ak_dma_mask_type {
+    AK_DMA_TOPK = 0,             /* per-row top-window (default) */
+    AK_DMA_RELU = 1              /* u > 0 */
+} ak_dma_mask_type;
+
+typedef struct ak_dma_params {
+    int32_t window;              /* w >= 1 (default 2048, Doge's keep_window_size) */
+    int32_t bias_form;           /* ak_dma_bias_form (default AK_DMA_BIAS_LOG) */
+    int32_t mask_type;           /* ak_dma_mask_type (default AK_DMA_TOPK) */
+    int32_t block_q;             /* query rows per plan block, >= 1 (default 64) */
+    /* The learned parameters of the layer (the model's dt_proj and A), f32, finite; required unless untrained: */
+    int32_t num_heads_kv;        /* Hkv the arrays are made for: must equal desc->num_heads_kv (default 0) */
+    int32_t head_dim_v;          /* dv they are made for: must equal desc's value head dim (default 0) */
+    const float *w_dt;           /* [Hkv][Hkv * dv], row-major (torch nn.Linear weight); input column h' * dv + c
+                                    is channel c of KV head h' (the values of one token, heads concatenated) */
+    const float *dt_bias;        /* NULL (default) or [Hkv] */
+    const float *a;              /* [Hkv] */
+    /* 1: the "untrained" form used by tools (ak_dyn_plan_named): a = 1, z[t] = sum_c V[b][h][t][c] / sqrt(dv);
+       w_dt, dt_bias and a must then be NULL. Default 0. */
+    int32_t untrained;
+} ak_dma_params;
+
+AK_API void ak_dma_params_init(ak_dma_params *p);
+/**
+ * The planner (common signature above). Spec string keys (scalars only): window, bias_form (log | exp | 0 | 1),
+ * mask_type (topk | relu | 0 | 1), block_q, untrained (0 | 1). Errors: window or block_q < 1, a bad enum, untrained
+ * not 0/1 -> AK_ERR_INVALID_ARGUMENT; w_dt or a NULL while untrained = 0 -> AK_ERR_NULL_POINTER; num_heads_kv /
+ * head_dim_v other than the descriptor's -> AK_ERR_SHAPE_MISMATCH; a non-finite w_dt / dt_bias / a entry, a
+ * non-finite u or bias (non-finite V, exp overflow), causal TOPK with nk > 2^24 (and nk > window) ->
+ * AK_ERR_INVALID_ARGUMENT. The plan depends on V: make a new one when the values change.
+ */
+AK_API ak_status ak_dma_plan(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t, const ak_dma_params *params,
+                             ak_sparse **out, ak_dyn_info *info);
+/**
+ * For inspection and tests: u[nk] (the selection score) and bias[nk] (the added logit) of (sequence b, KV head h)
+ * as above; either output may be NULL. desc/t/params checked as by the planner; b in [0, B), h in [0, Hkv).
+ */
+AK_API ak_status ak_dma_scores(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t, const ak_dma_params *params,
+                               int32_t b, int32_t h, float *u, float *bias);
 /* ---- Dynamic Mask Attention (end) ---- */
 
 /* ---- Block top-k sparse decoding, Kinetics (begin) ---- */

@@ -173,15 +173,20 @@ static ak_status validate(const ak_ctx *ctx, const ak_sparse_desc *d, int any_qb
             int64_t s0 = d->span_off ? d->span_off[r] : 0, s1 = d->span_off ? d->span_off[r + 1] : 0, sp = s0;
             for (int64_t e = d->col_off[r]; e < d->col_off[r + 1]; e++) {
                 int32_t j = d->col_idx[e];
-                list_name(d, r, where, sizeof where);
-                if (j < 0 || j >= d->nk)
+                if (j < 0 || j >= d->nk) {
+                    list_name(d, r, where, sizeof where);
                     return ak__fail(ctx, AK_ERR_BAD_PLAN, "%s: col %d outside [0, nk = %d)", where, j, d->nk);
-                if (e > d->col_off[r] && j <= d->col_idx[e - 1])
+                }
+                if (e > d->col_off[r] && j <= d->col_idx[e - 1]) {
+                    list_name(d, r, where, sizeof where);
                     return ak__fail(ctx, AK_ERR_BAD_PLAN, "%s: cols not strictly increasing (%d after %d)", where, j, d->col_idx[e - 1]);
+                }
                 while (sp < s1 && d->span_hi[sp] <= j) sp++;
-                if (sp < s1 && d->span_lo[sp] <= j)
+                if (sp < s1 && d->span_lo[sp] <= j) {
+                    list_name(d, r, where, sizeof where);
                     return ak__fail(ctx, AK_ERR_BAD_PLAN, "%s: col %d lies inside span [%d, %d) (normal form: drop it)", where, j,
                                     d->span_lo[sp], d->span_hi[sp]);
+                }
             }
         }
     }
@@ -192,12 +197,15 @@ static ak_status validate(const ak_ctx *ctx, const ak_sparse_desc *d, int any_qb
         for (int64_t r = 0; r < R; r++)
             for (int64_t e = d->band_off[r]; e < d->band_off[r + 1]; e++) {
                 int32_t lo = d->band_lo[e], hi = d->band_hi[e];
-                list_name(d, r, where, sizeof where);
-                if (lo > hi || lo < -lim || hi > lim)
+                if (lo > hi || lo < -lim || hi > lim) {
+                    list_name(d, r, where, sizeof where);
                     return ak__fail(ctx, AK_ERR_BAD_PLAN, "%s: band [%d, %d] is empty or beyond +-(nq + nk)", where, lo, hi);
-                if (e > d->band_off[r] && lo <= d->band_hi[e - 1])
+                }
+                if (e > d->band_off[r] && lo <= d->band_hi[e - 1]) {
+                    list_name(d, r, where, sizeof where);
                     return ak__fail(ctx, AK_ERR_BAD_PLAN, "%s: band [%d, %d] is unsorted or overlaps the previous [%d, %d]", where, lo, hi,
                                     d->band_lo[e - 1], d->band_hi[e - 1]);
+                }
             }
     }
     int any_na = 0;
