@@ -1028,9 +1028,190 @@ AK_API ak_status ak_dyn_plan_named(ak_ctx *ctx, const char *spec, const ak_attn_
 /* ---- AnchorAttention (end) ---- */
 
 /* ---- DHSA (begin) ---- */
+/**
+ * DHSA, Dynamic Hierarchical Sparse Attention (Xiong et al. 2025, paper v1 = the reference's legacy/
+ * code; docs/dynamic/dhsa.md). Causal only (desc->causal = 1; windows, softcap, ALiBi, sinks refused).
+ * Plan: n_batch = B; n_heads = 1 (one plan for every head, from head-averaged Q and K: the paper) or
+ * Hkv with per_kv_head = 1 (each KV head from the mean of its G query heads and its own keys).
+ *
+ * Keys are cut into chunks [b_c, b_{c+1}), 0 = b_0 < b_1 < ... < b_C = nk (chunking, below). Query rows
+ * [0, S), S = nq - min(instruction_tokens, nq), are cut into blocks B_m = [m*block, min((m+1)*block, S));
+ * the rows [S, nq) are dense (every causal key; blocks of `block` rows). qbar_i / kbar_j are the means
+ * over the plan head's query heads / KV heads of row i / key j; |B|, |C| are real lengths:
+ *   score(B, C) = (sum_{i in B} qbar_i) . (sum_{j in C} kbar_j) / sqrt(|B| |C|)   (no 1/sqrt(d), no softmax)
+ * and every key inherits its chunk's score (upsampling). For block B_m let e = pos(last row) + 1
+ * (pos(i) = i + nk - nq; keys j < e are allowed; e <= 0: the block sees nothing), K = min(budget, nk):
+ *   local  = [e - l, e), l = min(local, K, e)                      (the most recent allowed keys)
+ *   global = [0, min(global_tokens, e))
+ *   scored = the K - l best keys of [g, e - l), g = min(global_tokens, e - l), ordered by (score desc,
+ *            index asc): whole chunks in that order, the last one cut to its lowest keys (all of the
+ *            range when it holds <= K - l keys)
+ *   keys(B_m) = global U local U scored   (a set: globals never take budget; budget >= nk -> dense)
+ * global_overwrite = 1 reproduces the reference instead: scored = the K - l best keys of [0, e - l); if
+ * global_tokens < K the global_tokens lowest keys of local U scored are dropped and the globals added,
+ * else keys(B_m) = [0, min(K, e)).
+ * Lowering: the block's keys as merged runs; a run holding a global or local key, or of >= span_min
+ * keys, is a span, any other run is listed as cols. The causal mask applies inside every block.
+ *
+ * Chunking (the reference's learned boundary predictor is model-specific and not shipped):
+ *   AK_DHSA_FIXED   b = every multiple of `chunk`, plus the forced boundary nk - min(instruction_tokens, nq)
+ *                   when it lies in (0, nk). Predictor-free; O(1).
+ *   AK_DHSA_GIVEN   boundaries[0 .. n_boundaries) from the caller (a predictor, or ak_dhsa_boundaries of an
+ *                   earlier layer): strictly increasing in [0, nk]; 0 and nk are added when absent; the
+ *                   same list for every sequence and head.
+ *   AK_DHSA_ORACLE  the reference's training label: ratios from the head-averaged causal softmax attention
+ *                   (ak_dhsa_label_ratios; the desc's scale), then ak_dhsa_select_boundaries with theta,
+ *                   nms, max_chunks = (nk / block) * beta and instruction_tokens. Costs O(H nq nk d) time and
+ *                   O(nk) memory per plan head: for short inputs and as a test oracle.
+ */
+typedef enum ak_dhsa_chunking { AK_DHSA_FIXED = 0, AK_DHSA_GIVEN = 1, AK_DHSA_ORACLE = 2 } ak_dhsa_chunking;
+
+typedef struct ak_dhsa_params {
+    int32_t block;               /* query rows per block, >= 1 (default 128) */
+    int32_t budget;              /* keys per block (local + scored), >= 1 (default 2048) */
+    int32_t local;               /* >= 0 (default 128) */
+    int32_t global_tokens;       /* >= 0 (default 128) */
+    int32_t instruction_tokens;  /* last query rows computed dense, >= 0 (default 64) */
+    int32_t chunking;            /* ak_dhsa_chunking (default AK_DHSA_FIXED) */
+    int32_t chunk;               /* FIXED: chunk length, >= 1 (default 16) */
+    const int32_t *boundaries;   /* GIVEN: the list (may be NULL when n_boundaries = 0: one chunk) */
+    int32_t n_boundaries;        /* >= 0 (default 0) */
+    float theta;                 /* ORACLE: keep gaps with ratio > theta; finite, >= 0 (default 1.1) */
+    int32_t nms;                 /* ORACLE: accepted boundaries lie > nms apart; 0 = no suppression (default 8) */
+    int32_t beta;                /* ORACLE: max_chunks = (nk / block) * beta, >= 1 (default 8) */
+    int32_t window;              /* ORACLE: w keys on each side of a gap, >= 1 (default 4) */
+    int32_t smooth_ends;         /* ORACLE: 0 = gaps t in [w-1, nk-w) (default), 1 = [2w-1, nk-2w) (the labeler's) */
+    int32_t per_kv_head;         /* 0 = one plan for all heads (default), 1 = one per KV head */
+    int32_t pad_dilution;        /* 1 = the reference's tail-block mean over `block` rows, times sqrt(real):
+                                    scales that block's scores by |B| / block; never changes the plan (default 0) */
+    int32_t global_overwrite;    /* 1 = the reference's overwrite of the lowest keys by the globals (default 0) */
+    int32_t span_min;            /* runs of >= span_min keys become spans, >= 1 (default 64) */
+} ak_dhsa_params;
+
+AK_API void ak_dhsa_params_init(ak_dhsa_params *p);
+/** The planner (common signature above). The plan's name records the parameters. */
+AK_API ak_status ak_dhsa_plan(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t, const ak_dhsa_params *params,
+                              ak_sparse **out, ak_dyn_info *info);
+/**
+ * The chunk boundaries the planner uses for (sequence batch, plan head head): b_0 = 0 < ... < b_C = nk,
+ * *n_boundaries = C + 1 entries written to boundaries[cap] (AK_ERR_INVALID_ARGUMENT naming cap when it is
+ * too small; nk + 1 always suffices). Compute them once (e.g. with the oracle) and pass them to later
+ * layers as AK_DHSA_GIVEN: the reference shares boundaries across layers.
+ */
+AK_API ak_status ak_dhsa_boundaries(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                    const ak_dhsa_params *params, int32_t batch, int32_t head, int32_t *boundaries,
+                                    int32_t cap, int32_t *n_boundaries);
+/**
+ * The chunk scores of (batch, head) for the chunks of boundaries[0 .. n) (a valid AK_DHSA_GIVEN list
+ * with 0 and nk included, n >= 2): scores[m * (n - 1) + c] = score(B_m, C_c) for the
+ * n_qb = ceil(S / block) sparse query blocks (f32 products, as the planner computes them).
+ */
+AK_API ak_status ak_dhsa_scores(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                const ak_dhsa_params *params, int32_t batch, int32_t head, const int32_t *boundaries,
+                                int32_t n, float *scores);
+/**
+ * The oracle's gap ratios from an attention matrix attn[i * ld + j] (row = query position i, n x n,
+ * head-averaged probabilities; only j <= i is read). For gap t (between keys t and t+1), window w:
+ *   a_past = sum over rows i >= t + w of attn[i][t-w+1 .. t],  a_fut = the same over keys t+1 .. t+w,
+ *   ratio[t] = (max(a_past, a_fut) + 1e-6) / (min(a_past, a_fut) + 1e-6)   (double sums)
+ * for t in [w-1, n-w) (smooth_ends = 1: [2w-1, n-2w)); ratio[t] = 0 elsewhere. O(n^2).
+ */
+AK_API ak_status ak_dhsa_label_ratios(ak_ctx *ctx, const float *attn, int32_t n, int64_t ld, int32_t window,
+                                      int32_t smooth_ends, float *ratio);
+/**
+ * Boundaries from gap ratios ratio[0 .. n) (gap t -> boundary t + 1), the reference's rule: f = n -
+ * instruction_tokens is forced when 0 < instruction_tokens < n; candidates are the gaps with ratio > theta
+ * and boundary in (0, n) (and < f when forced), taken by (ratio desc, index asc); a candidate is accepted
+ * when it lies > nms from every accepted boundary (the forced one included; nms = 0: always), until
+ * max_chunks boundaries (the forced one counted, and kept even when max_chunks = 0). Output: 0, the
+ * accepted boundaries ascending, n (*n_boundaries entries; cap as in ak_dhsa_boundaries).
+ */
+AK_API ak_status ak_dhsa_select_boundaries(ak_ctx *ctx, const float *ratio, int32_t n, float theta, int32_t nms,
+                                           int32_t max_chunks, int32_t instruction_tokens, int32_t *boundaries,
+                                           int32_t cap, int32_t *n_boundaries);
 /* ---- DHSA (end) ---- */
 
 /* ---- Routing attention (begin) ---- */
+/**
+ * Routing attention (Routing Transformer, Roy et al., TACL 2021; docs/dynamic/routing.md): online k-means
+ * routing, attention restricted to clusters, outputs of rows in several clusters averaged. Causal or not
+ * (desc->causal); windows, softcap, ALiBi, sinks and seqused_k are refused. Plan: n_heads = Hq, one gathered
+ * query block per cluster (n_qblocks = C, block_q = wq), combine = AK_SPARSE_MEAN.
+ *
+ * Per (sequence b, KV head g), with the G = Hq / Hkv query heads h = g*G .. g*G+G-1 of its group:
+ *   routing vectors  x^ = norm(x) of every query row (each query head) and key row (KV head g), in f32:
+ *                    norm L2 (default): x / max(|x|_2, 1e-12); LAYER: (x - mean(x)) / sqrt(var(x) + 1e-6)
+ *                    (LayerNorm without gain or bias, population variance)
+ *   centroids        mu[c], c < C, of KV head g: given (params->centroids) or fitted on this sequence (below);
+ *                    the G query heads share their KV head's centroids
+ *   similarity       sim(c, t) = x^_t . mu[c]
+ *   query members    Mq(h, c) = the wq query rows of head h with the largest sim(c, .) (ties: lower row),
+ *                    sorted by row; every cluster has exactly wq rows, a row may be in 0, 1 or several
+ *   key members      Mk(g, c) = the wk keys of KV head g with the largest sim(c, .) (ties: lower key), sorted;
+ *                    share_qk = 1: Mk(h, c) = Mq(h, c) (key j = the query row's own position; nq == nk)
+ *   attention        row i of cluster c attends to the keys j in Mk(c) with j <= pos(i) when causal
+ *                    (ORIGINAL positions, pos(i) = i + nk - nq; not the rank inside the cluster), with its own
+ *                    softmax; no memory / null key-values
+ *   output           O(i) = mean over the clusters holding i of their outputs (a cluster in which i sees no
+ *                    key contributes 0); rows in no cluster: O = 0, LSE = -inf; LSE = log(sum e^LSE_cluster)
+ * Sizes: C = n_clusters, or round(sqrt(nk)) (at least 1) when 0; wq = window, or ceil(nq / C) when 0;
+ * wk = window_k, or window when only that is given, or ceil(nk / C); each clamped to [.., nq] / [.., nk]
+ * (w > N means w = N: C = 1, w = N is dense attention).
+ * Fitting (centroids == NULL): on the pool of routing vectors of the group (the G query heads' rows, then
+ * the keys unless share_qk), init = FARTHEST: mu[0] = pool[0], then repeatedly the pool vector farthest
+ * (Euclidean) from its nearest centroid (ties: first in the pool); EVEN: mu[c] = pool[floor(c * P / C)]
+ * (P = pool size); then `iters` Lloyd steps (stopping early when no assignment changes): assign every
+ * vector to argmax_c x^ . mu[c] (ties: lower c), mu[c] = the mean of its vectors, renormalised to unit
+ * length under L2 (spherical k-means); a cluster without vectors keeps its centroid. Deterministic.
+ * Cost per (b, g): (iters + 1) * P * C * d (fit) + (G * nq + nk) * C * d (routing) multiply-adds, plus
+ * C top-w selections; attention O(C * wq * wk * d) per head.
+ * Errors (AK_ERR_INVALID_ARGUMENT naming the field; *out NULL): n_clusters < 0 or > AK_ROUTING_MAX_CLUSTERS,
+ * n_clusters = 0 with centroids, window < 0, window_k < 0, window_k with share_qk, share_qk with nq != nk,
+ * norm / init / share_qk / centroids_per_batch not 0 or 1, centroids_per_batch without centroids, iters
+ * outside [0, 1000], decay outside (0, 1), a non-finite centroid, B * Hq * C * max(wq, wk) >= 2^31; and the
+ * masks above in desc.
+ */
+#define AK_ROUTING_NORM_L2 0
+#define AK_ROUTING_NORM_LAYER 1
+#define AK_ROUTING_INIT_FARTHEST 0
+#define AK_ROUTING_INIT_EVEN 1
+#define AK_ROUTING_MAX_CLUSTERS 65536
+typedef struct ak_routing_params {
+    int32_t n_clusters;          /* C; 0 = round(sqrt(nk)) (default 0) */
+    int32_t window;              /* wq, query rows per cluster; 0 = ceil(nq / C) (default 0) */
+    int32_t window_k;            /* wk, keys per cluster; 0 = window if > 0, else ceil(nk / C) (default 0) */
+    int32_t share_qk;            /* 1 = keys of a cluster are its query members (default 0) */
+    int32_t norm;                /* AK_ROUTING_NORM_L2 (default, lucidrains) or AK_ROUTING_NORM_LAYER (TF) */
+    const float *centroids;      /* NULL = fit on the input (default); else f32 [Hkv][C][d], or [B][Hkv][C][d]
+                                    with centroids_per_batch; all finite */
+    int32_t centroids_per_batch; /* 0 (default) / 1, see centroids */
+    int32_t iters;               /* Lloyd iterations when fitting, 0..1000 (default 10) */
+    int32_t init;                /* AK_ROUTING_INIT_FARTHEST (default) or AK_ROUTING_INIT_EVEN */
+    float decay;                 /* EMA decay of ak_routing_kmeans_update, in (0, 1) (default 0.999) */
+} ak_routing_params;
+/** Defaults: C auto, windows auto, share_qk 0, L2, fitted (farthest init, 10 iterations), decay 0.999. */
+AK_API void ak_routing_params_init(ak_routing_params *p);
+/** The planner (common contract above); spec string "routing:n_clusters=64,window=64,norm=l2,iters=10". */
+AK_API ak_status ak_routing_plan(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                 const ak_routing_params *params, ak_sparse **out, ak_dyn_info *info);
+/**
+ * The centroids the planner fits when params->centroids is NULL: centroids[((b * Hkv + g) * C + c) * d + k]
+ * (f32, B * Hkv * C * d values), C = params->n_clusters, which must be given (>= 1). Passing them back with
+ * centroids_per_batch = 1 gives the same plan. params->centroids must be NULL.
+ */
+AK_API ak_status ak_routing_fit(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                const ak_routing_params *params, float *centroids);
+/**
+ * One online k-means (EMA) step, as in training: for each of n_heads heads, the n routing vectors
+ * x [n_heads][n][dim] (f32, raw: normalised here by params->norm) are assigned to argmax_c x^ . mu[c]
+ * (ties: lower c; assign [n_heads][n] receives it, may be NULL); then every cluster c with n_c > 0 vectors:
+ *   m_c = (1 / n_c) * sum of its x^   (L2: m_c / |m_c|, unless 0)
+ *   mu[c] <- decay * mu[c] + (1 - decay) * m_c
+ * and clusters without vectors keep mu[c]. centroids [n_heads][C][dim] f32 in/out, C = params->n_clusters
+ * (>= 1); decay = params->decay in (0, 1). x and centroids must be finite. Nothing is written on failure.
+ */
+AK_API ak_status ak_routing_kmeans_update(ak_ctx *ctx, const ak_routing_params *params, int32_t n_heads, int32_t n,
+                                          int32_t dim, const float *x, float *centroids, int32_t *assign);
 /* ---- Routing attention (end) ---- */
 
 /* ---- Dynamic Mask Attention (begin) ---- */
