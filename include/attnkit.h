@@ -1291,6 +1291,93 @@ AK_API ak_status ak_dma_scores(ak_ctx *ctx, const ak_attn_desc *desc, const ak_a
 /* ---- Dynamic Mask Attention (end) ---- */
 
 /* ---- Block top-k sparse decoding, Kinetics (begin) ---- */
+/**
+ * Kinetics block top-k sparse decoding (Sadhukhan et al. 2025; docs/dynamic/kinetics.md). A DECODE-path
+ * method, not a prefill planner: one new query row per sequence (desc.q_len = 1) against each sequence's
+ * KV cache of ak_decode (contiguous or paged, any page size and layout, f32 / bf16 / f16 / i8 KV; the
+ * sequences of a batch may have different lengths).
+ *
+ * Selection, per (sequence b, KV head), shared by the G = Hq / Hkv query heads of that KV head. L = the
+ * sequence's keys (the new token included); blocks of bs = block tokens aligned at token 0 (block p =
+ * tokens [p*bs, (p+1)*bs); LiteSys offsets its blocks by the 4 sink tokens instead: see the doc);
+ * C = floor(L / bs) completed blocks.
+ *   n_full = round_up(sink + local + topk * bs, bs).  L <= n_full: every key is attended (dense).
+ *   Otherwise the candidates are the completed blocks not entirely inside the sink [0, sink) or the local
+ *   window [L - local, L): p in [floor(sink / bs), min(C, ceil((L - local) / bs))) -- at least topk of them.
+ *   Score of candidate p (s = the softmax scale, h over the G query heads):
+ *     AK_KINETICS_MEAN_KEY (default, the efficient form): mean_h s * q_h . kbar_p, kbar_p = the mean of the
+ *       bs keys of block p (double sums rounded to f32), read from an ak_kinetics_index or computed on the fly;
+ *     AK_KINETICS_MEAN_LOGIT (LiteSys's oracle): mean_h mean_{j in p} s * q_h . k_j (every logit of the
+ *       candidates is computed). Equal to the first by linearity: the same blocks up to rounding.
+ *   The topk best scores are chosen (ties: the lower block id). Attended set: [0, sink) U the chosen blocks
+ *   U [L - local, L) U the current partial block [C*bs, L) (set semantics: a key counts once).
+ * Attention: exact softmax over the attended set (fp32 accumulation, online over tiles), the same set for
+ * the G heads; O and LSE as ak_decode (LSE natural log, includes the sink logit when has_sinks; a sequence
+ * with no key gives O = 0, LSE = -inf or the sink). Bitwise identical for every thread count.
+ * Supported desc options: scale, causal (no effect at q_len 1), has_sinks, return_lse, dtype_q / dtype_o.
+ * Refused (AK_ERR_INVALID_ARGUMENT): q_len != 1, qo_indptr, prefix, windows, softcap, ALiBi. tile_n and
+ * num_workers are ignored.
+ */
+typedef enum ak_kinetics_scoring {
+    AK_KINETICS_MEAN_KEY = 0,    /* q . mean of the block's keys (compressed keys) */
+    AK_KINETICS_MEAN_LOGIT = 1   /* mean of the exact logits over the block (LiteSys oracle) */
+} ak_kinetics_scoring;
+
+typedef struct ak_kinetics_params {
+    int32_t block;               /* bs, tokens per block, >= 1 (default 16); need not equal the page size */
+    int32_t topk;                /* blocks chosen, >= 1 (default 64) */
+    int32_t sink;                /* first tokens always attended, >= 0 (default 4) */
+    int32_t local;               /* last tokens always attended, >= 0 (default 64) */
+    int32_t scoring;             /* ak_kinetics_scoring (default AK_KINETICS_MEAN_KEY) */
+} ak_kinetics_params;
+
+AK_API void ak_kinetics_params_init(ak_kinetics_params *p);
+
+/**
+ * Compressed keys: per (slot, KV head) the mean of the keys of every completed block, f32, each head's
+ * means contiguous. Slots are sequence ids 0 .. max_seqs-1 (batch position b uses slot slots[b], or b when
+ * slots is NULL). The index keeps a pointer to ctx (destroy it first); it is not thread-safe.
+ * update: after appending tokens to the cache, computes the means of the blocks completed since the last
+ *   update (O(new blocks * bs * d)), from the cache described by kv / t (the lengths after the append).
+ *   A sequence shorter than the blocks held for its slot -> AK_ERR_INVALID_ARGUMENT (reset the slot for a
+ *   new sequence); a slot out of range or given twice -> AK_ERR_INVALID_ARGUMENT; Hkv or d different from
+ *   the index -> AK_ERR_SHAPE_MISMATCH. The result equals the means recomputed from scratch, bit for bit.
+ * reset: the slot holds no block (its memory is kept). blocks: completed blocks held for the slot.
+ * mean: copy kbar (d floats) of (slot, head, block).
+ */
+typedef struct ak_kinetics_index ak_kinetics_index;
+AK_API ak_status ak_kinetics_index_create(ak_ctx *ctx, int32_t max_seqs, int32_t num_heads_kv, int32_t head_dim,
+                                          int32_t block, ak_kinetics_index **out);
+AK_API void ak_kinetics_index_destroy(ak_kinetics_index *index);
+AK_API ak_status ak_kinetics_index_update(ak_kinetics_index *index, const ak_kv_desc *kv, const ak_kv_tensors *t,
+                                          const int32_t *slots);
+AK_API ak_status ak_kinetics_index_reset(ak_kinetics_index *index, int32_t slot);
+AK_API ak_status ak_kinetics_index_blocks(const ak_kinetics_index *index, int32_t slot, int32_t *n_blocks);
+AK_API ak_status ak_kinetics_index_mean(const ak_kinetics_index *index, int32_t slot, int32_t head, int32_t block,
+                                        float *out);
+
+/**
+ * One decode step: O[B][Hq][1][dv] (and LSE[B][Hq][1]) of the selected keys, tensors and checks as
+ * ak_decode (t->q [B][Hq][1][d], t->o, t->lse, t->sinks, t->kv). params NULL = defaults. index NULL = the
+ * compressed keys are computed on the fly (reads every key of the candidates: the index is what makes the
+ * scoring cheap); with AK_KINETICS_MEAN_KEY an index must match (block, Hkv, d) and hold exactly
+ * floor(len_b / block) blocks for every sequence's slot (AK_ERR_INVALID_ARGUMENT otherwise: call
+ * ak_kinetics_index_update after appending); AK_KINETICS_MEAN_LOGIT ignores it. slots: as for the index
+ * (NULL = b). info (may be NULL): est_seconds = the whole call (selection and attention run fused per
+ * (sequence, KV head)), density = attended keys / all keys, n_dense_heads = (sequence, KV head) pairs run
+ * dense, one explain line per (sequence, KV head).
+ */
+AK_API ak_status ak_kinetics_decode(ak_ctx *ctx, const ak_decode_desc *desc, const ak_decode_tensors *t,
+                                    const ak_kinetics_params *params, const ak_kinetics_index *index,
+                                    const int32_t *slots, ak_dyn_info *info);
+/**
+ * The selection alone (reads t->q and t->kv only): blocks [B][Hkv][topk] = the chosen block ids of each
+ * (sequence, KV head) in ascending order, -1 past the count; counts [B][Hkv] = the number chosen (topk
+ * whenever L > n_full), or -1 when the pair runs dense.
+ */
+AK_API ak_status ak_kinetics_select(ak_ctx *ctx, const ak_decode_desc *desc, const ak_decode_tensors *t,
+                                    const ak_kinetics_params *params, const ak_kinetics_index *index,
+                                    const int32_t *slots, int32_t *blocks, int32_t *counts);
 /* ---- Block top-k sparse decoding, Kinetics (end) ---- */
 
 /* ------------------------------------------------------------------------------------------------
