@@ -1022,6 +1022,114 @@ AK_API ak_status ak_dyn_plan_named(ak_ctx *ctx, const char *spec, const ak_attn_
 /* ---- MInference (end) ---- */
 
 /* ---- MMInference (begin) ---- */
+/**
+ * MMInference (Li et al., ICML 2025; docs/dynamic/mminference.md): causal prefill of mixed-modality
+ * (video/image + text) inputs. No public code exists: the choices marked [inferred] are attnkit's, each
+ * behind a field below, recorded in the plan name and in ak_dyn_info.explain.
+ * Plan: causal, n_batch = B, n_heads = Hq (each query head estimated on its own; GQA reads KV head h / G),
+ * always gather lists (ak_sparse_builder_add_row); any nq, nk (row i at pos(i) = i + nk - nq; rows at
+ * negative positions are in no list: O = 0, LSE = -inf). desc must be causal, without window / softcap /
+ * ALiBi / sinks / seqused_k (AK_ERR_INVALID_ARGUMENT). nq = 1 (decode): every head dense.
+ *
+ * Modalities: modality[p] (int32 [nk], shared by every sequence of the batch) is the modality of position p
+ * (0 = text, 1 = vision, ...; NULL = every position 0); query row i has modality m(i) = modality[pos(i)].
+ * Groups of query rows (each with its own estimation and inner pattern):
+ *   AK_MMI_NO_BOUNDARY, AK_MMI_K_BOUNDARY  one group: every row; one part (all keys), pattern[0], budgets [0].
+ *   AK_MMI_Q_BOUNDARY   one group per query modality a present: its rows; one part (all keys), pattern[a].
+ *   AK_MMI_2D_BOUNDARY  one group per query modality a; one part per key modality b having a key <= the
+ *                       group's last position: keys K_b = {j : modality[j] = b}, pattern
+ *                       pair_pattern[a * n_modalities + b] (-1 or NULL: pattern[a]); budgets of a.
+ * A group's estimation rows E = its last min(last_q, |group|) rows (by position), P[r][j] = their causal
+ * softmax over all keys (f32 products, as ak_attention sees them); plast = the position of its last row.
+ * Inner patterns of a part (a, keys K; K = all keys outside 2D):
+ *   AK_MMI_VS      vs[j] = sum_r P[r][j] for j in K, j <= plast; ss[delta] = sum_r P[r][p_r - delta] over
+ *                  p_r - delta in K, delta in [0, plast]; keys j < forced_v and offsets delta < forced_s are
+ *                  forced (+inf); V = top-min(vertical_size[a], #candidate keys) of vs, S = top-min(
+ *                  slash_size[a], plast + 1) of ss (ties -> lower index); offset 0 always in S. Row i sees
+ *                  {j in V : j <= pos(i)} u {pos(i) - delta : delta in S} (exact: cols + bands).
+ *   AK_MMI_ASHAPE  row i sees j in K with j < n_sink, and j with 0 <= pos(i) - j < n_local.
+ *   AK_MMI_GRID    stride s and phase p (fixed, or searched below); row i sees j in K with j % s == p
+ *                  (vertical lines), j in K with j < n_sink, j with 0 <= pos(i) - j < n_local, and with
+ *                  grid_rows = 1, every j in K when pos(i) % s == p (horizontal lines: "grid rows", lowered
+ *                  as their own gather lists). s = 1 is dense.
+ * Bands (slashes, local windows) are diagonals in original positions and are not restricted to K in 2D
+ * (the plan has no per-key-modality predicate) [inferred]. Row i sees the union over its group's parts,
+ * intersected with causal (original positions: the permutation into gather lists is exact).
+ * Stride search [inferred], per grid part, when stride = 0:
+ *   column profile  x_v[j] = sum_r P[r][j] * [j <= p_r - n_local] on U_v = {j in K : n_sink <= j <= plast - n_local}
+ *                   (the last rows' mass outside sink and local window);
+ *   row profile     (row_probe > 0) np = min(row_probe, |U_v|) probes evenly spaced in U_v (U_v[floor((t + 0.5)
+ *                   |U_v| / np)], t < np); for each row i of the group with a visible probe
+ *                   (probe <= pos(i) - n_local): far = n_far(i) * mean over its visible probes of e^{s_ij},
+ *                   n_far(i) = |{j in K : n_sink <= j <= pos(i) - n_local}|; loc = sum of e^{s_ij} over
+ *                   pos(i) - row_ref < j <= pos(i); x_h[pos(i)] = far / (far + loc) (U_h = those positions);
+ *   score           for each candidate s <= nk (the strides list, else stride_min..stride_max) and each profile x
+ *                   over its positions U: T = sum x, c = min(x, T * s / |U|) (grid_cap = 1; c = x when 0),
+ *                   ex(p) = sum_{u in U, u % s = p} c_u / sum c - |{u in U : u % s = p}| / |U| (0 if sum c = 0);
+ *                   score(s, p) = ex_v(p) + row_weight * ex_h(p), over the p whose residue class holds at least
+ *                   grid_min_lines positions of each non-empty profile. Best: highest score, ties -> smaller
+ *                   s, then smaller p. No candidate, or best < grid_min_score -> the part runs VS (budgets of a).
+ * Lowering: rows of a group that are grid rows of the same parts form a class; a class's rows, in position
+ * order, are cut into gather lists of `block` rows; each list holds the union of its parts' cols (runs of 4
+ * or more consecutive cols as one span), sink spans, bands, and for its grid parts the spans of K; entries
+ * beyond the list's last position are left out (causal would hide them).
+ * Explain: the plan name (every setting), a line naming the [inferred] choices, then one line per (b, h):
+ * "b<b> h<h> <boundary> <part>:<pattern>(...) ...", part = "all" or "m<a>"
+ * ("m<a>><b>" in 2D), e.g. "m1:grid(s=16,p=3,score=0.91234,ex_v=0.900,ex_h=0.012,rows=64)", a fallback as
+ * "grid->vs(score=...)vs(v=..,s=..)" or "grid->vs(no candidate)vs(...)".
+ * By name (ak_dyn_plan_named): "mminference:key=value,..." with the field names; boundary = none|k|q|2d,
+ * pattern = vs|ashape|grid; "pattern=grid" sets every modality, "pattern1=grid" modality 1 (likewise
+ * vertical_size, slash_size); modality, pair_pattern and strides are C only.
+ */
+#define AK_MMI_MAX_MODALITIES 8
+
+typedef enum ak_mmi_boundary {
+    AK_MMI_NO_BOUNDARY = 0,
+    AK_MMI_K_BOUNDARY = 1,
+    AK_MMI_Q_BOUNDARY = 2,
+    AK_MMI_2D_BOUNDARY = 3
+} ak_mmi_boundary;
+
+typedef enum ak_mmi_pattern {
+    AK_MMI_VS = 0,
+    AK_MMI_ASHAPE = 1,
+    AK_MMI_GRID = 2
+} ak_mmi_pattern;
+
+typedef struct ak_mminference_params {
+    const int32_t *modality;     /* [nk] ids in [0, n_modalities), or NULL = text only (default NULL) */
+    int32_t n_modalities;        /* 1 .. AK_MMI_MAX_MODALITIES (default 1) */
+    int32_t boundary;            /* ak_mmi_boundary (default AK_MMI_NO_BOUNDARY) */
+    int32_t pattern[AK_MMI_MAX_MODALITIES];       /* ak_mmi_pattern per query modality (VS for 0, GRID for 1..) */
+    const int32_t *pair_pattern; /* 2D: [n_modalities][n_modalities] (query, key), -1 = pattern[query]; or NULL */
+    int32_t vertical_size[AK_MMI_MAX_MODALITIES]; /* VS verticals per query modality, >= 1 (default 1000) */
+    int32_t slash_size[AK_MMI_MAX_MODALITIES];    /* VS slashes per query modality, >= 1 (default 6096) */
+    int32_t forced_v, forced_s;  /* VS forced keys 0..forced_v-1, offsets 0..forced_s-1, >= 0 (default 30, 100) */
+    int32_t n_sink;              /* A-shape / grid sink keys, >= 0 (default 64) [inferred for grid] */
+    int32_t n_local;             /* A-shape / grid local window, >= 1 (default 512) [inferred for grid] */
+    int32_t stride, phase;       /* grid: stride >= 1 with phase in [0, stride) fixes them; 0, 0 = search (default) */
+    int32_t stride_min, stride_max; /* search range, 1 <= min <= max (default 2, 1024) [inferred] */
+    const int32_t *strides;      /* explicit candidates (each >= 1) instead of the range, or NULL (default) */
+    int32_t n_strides;           /* entries of strides, >= 1 when strides is given */
+    int32_t grid_rows;           /* 0/1: horizontal lines (grid rows attend all causal keys) (default 1) [inferred] */
+    int32_t grid_cap;            /* 0/1: cap profile entries at the perfect-grid line mass (default 1) [inferred] */
+    float grid_min_score;        /* finite: below it the part falls back to VS (default 0.25) [inferred] */
+    int32_t grid_min_lines;      /* >= 1: positions a residue class needs (default 4) [inferred] */
+    int32_t row_probe;           /* row-profile probes, >= 0; 0 = column profile only (default 32) [inferred] */
+    int32_t row_ref;             /* row-profile local reference keys, >= 1 (default 16) [inferred] */
+    float row_weight;            /* >= 0, finite: weight of the row profile in the score (default 1) [inferred] */
+    int32_t last_q;              /* estimation rows per group, >= 1 (default 64) */
+    int32_t block;               /* rows per gather list, >= 1 (default 64) */
+} ak_mminference_params;
+
+AK_API void ak_mminference_params_init(ak_mminference_params *p);
+/**
+ * The planner (common signature above). Errors: bad params -> AK_ERR_INVALID_ARGUMENT naming the field
+ * (a modality id outside [0, n_modalities) names the token: "modality[17] = 3 ..."; strides NULL with
+ * n_strides != 0, or given with n_strides < 1, likewise).
+ */
+AK_API ak_status ak_mminference_plan(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                     const ak_mminference_params *params, ak_sparse **out, ak_dyn_info *info);
 /* ---- MMInference (end) ---- */
 
 /* ---- AnchorAttention (begin) ---- */
