@@ -1016,6 +1016,95 @@ AK_API ak_status ak_dyn_plan_named(ak_ctx *ctx, const char *spec, const ak_attn_
                                    const ak_attn_tensors *t, ak_sparse **out, ak_dyn_info *info);
 
 /* ---- FlexPrefill (begin) ---- */
+/**
+ * FlexPrefill (Lai et al., ICLR 2025; docs/dynamic/flexprefill.md). Causal prefill only: desc->causal = 1 and
+ * seqlen_q == seqlen_k = N (else AK_ERR_INVALID_ARGUMENT); no window, softcap, ALiBi, sinks or seqused_k. Reads
+ * t->q and t->k. Plan: n_batch = B, n_heads = Hq (one block set per query head), causal, block_q = block,
+ * spans = whole key blocks [c*bs, min((c+1)*bs, N)) (adjacent ones merged); the executor applies the
+ * token-level causal mask inside the diagonal block.
+ *
+ * Rule, per (sequence b, query head h); bs = block, nb = ceil(N / bs), KV head h / G (h % Hkv when
+ * gqa_interleave), minb = max(1, ceil(min_budget / bs)), maxb = max_budget ? min(ceil(max_budget / bs), nb) : nb,
+ * scale = the descriptor's softmax scale:
+ *  0. N <= max(2*bs, minb*bs): dense (query block r sees key blocks 0..r), kind AK_FLEXPREFILL_DENSE.
+ *  1. A[r][j] = softmax_j(scale * q_{N-bs+r} . k_j) over j <= N-bs+r, r < bs (the last bs rows).
+ *  2. vert[j] = mean_r A[r][j]; slash[t] = mean_r A[r][N-bs+r - (N-1-t)] (t = N-1 is the main diagonal);
+ *     vblk[c] = sum of vert over key block c; sblk[c] = sum of slash[t] for t in [c*bs, (c+1)*bs)
+ *     (so sblk[nb-1] holds the smallest offsets). See ak_flexprefill_distributions.
+ *  3. est[c] = softmax_c(qbar . kbar_c) over all nb blocks, qbar = mean over the bs rows of scale*q,
+ *     kbar_c = mean of the keys of block c (a short last block over its real keys); D = ak_flexprefill_js(est, vblk).
+ *     D < tau: query-aware head; otherwise vertical-slash head.
+ *  4. Budgets. mode REF: cnt_v = 1 + #{k >= 1 : sum of the k largest vert <= gamma} (cnt_v = N when gamma = 1),
+ *     nvb = cnt_v / 128 + 1 (integer division by 128 whatever bs, as the reference), clamped to [minb, maxb];
+ *     nsb likewise from slash; query-aware heads: nvb = nsb = minb.
+ *     mode PAPER: nvb = the fewest blocks, block 0 first and then the largest vblk, whose vblk mass is >= gamma
+ *     (nb when never reached or gamma = 1), clamped to [minb, maxb]; nsb likewise (the diagonal bin first);
+ *     query-aware heads: nvb = nsb = 1 (block 0 and the diagonal only).
+ *  5. Vertical set V = the nvb best blocks of vblk with block 0 ranked first; slash set S = the offsets
+ *     o = nb-1-c of the nsb best bins c of sblk with c = nb-1 ranked first (ties: the lower index).
+ *     Query block r sees key blocks {v in V : v <= r} U {r - o : o in S, o <= r}.
+ *  6. Query-aware heads add: qbar_r = mean of the query rows of block r; Ab[r][c] = softmax_{c <= r}(scale *
+ *     qbar_r . kbar_c); all entries c <= r ordered by value (descending, ties by r*nb + c ascending); REF keeps the
+ *     longest prefix whose running sum is <= gamma*nb (the entry crossing it is dropped), PAPER the shortest
+ *     prefix whose running sum is >= gamma*nb (the crossing entry kept); gamma = 1 keeps all. Kept (r, c) are added.
+ * Block 0 and the diagonal block are always present: no row is empty. Estimation in f32 products with double
+ * sums, on the context's threads; deterministic for every thread count.
+ */
+typedef enum ak_flexprefill_mode {
+    AK_FLEXPREFILL_REF = 0,          /* the reference code's rules (default) */
+    AK_FLEXPREFILL_PAPER = 1         /* the paper's coverage contract */
+} ak_flexprefill_mode;
+
+typedef enum ak_flexprefill_kind {
+    AK_FLEXPREFILL_DENSE = 0,        /* short input: dense causal */
+    AK_FLEXPREFILL_VERTICAL_SLASH = 1,
+    AK_FLEXPREFILL_QUERY_AWARE = 2
+} ak_flexprefill_kind;
+
+/** The decision of one (sequence, query head), written to params->heads[b * Hq + h] on success when heads is
+ *  not NULL. */
+typedef struct ak_flexprefill_head {
+    int32_t kind;                /* ak_flexprefill_kind */
+    double js;                   /* D of step 3 (NaN for dense heads) */
+    int32_t cnt_v, cnt_s;        /* coverage counts before the clamps: tokens (REF, the "+1" included) or
+                                    blocks (PAPER); 0 for dense heads */
+    int32_t nvb, nsb;            /* vertical / slash blocks selected (block 0 and the diagonal included) */
+    double v_mass, s_mass;       /* vblk / sblk mass of the selected vertical / slash blocks */
+    int64_t n_qa;                /* query-aware entries kept (0 for other kinds) */
+    double qa_mass;              /* their sum of Ab (<= nb) */
+    int64_t n_blocks;            /* active (query block, key block) pairs of the head in the plan */
+} ak_flexprefill_head;
+
+typedef struct ak_flexprefill_params {
+    int32_t block;               /* bs, tokens, in [8, 2048] (default 128) */
+    float gamma;                 /* coverage target, in (0, 1] (default 0.9) */
+    float tau;                   /* JS-distance threshold, >= 0 (default 0.1; 0 = never query-aware) */
+    int32_t min_budget;          /* tokens, >= 0 (default 0 = one block) */
+    int32_t max_budget;          /* tokens, >= 0 (default 0 = no cap); if set, ceil(max_budget/bs) >= minb */
+    int32_t gqa_interleave;      /* 0 (default): query head h estimates with KV head h / G; 1: h % Hkv (the
+                                    reference's interleaved mode; the executor still reads h / G) */
+    int32_t mode;                /* ak_flexprefill_mode (default AK_FLEXPREFILL_REF) */
+    ak_flexprefill_head *heads;  /* optional output, [B * Hq] (default NULL) */
+} ak_flexprefill_params;
+
+AK_API void ak_flexprefill_params_init(ak_flexprefill_params *p);
+/** The planner (common signature above); spec string keys: block, gamma, tau, min_budget, max_budget,
+ *  gqa_interleave, mode (ref | paper | 0 | 1). nb = ceil(N / block) must be <= 16384. */
+AK_API ak_status ak_flexprefill_plan(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                     const ak_flexprefill_params *params, ak_sparse **out, ak_dyn_info *info);
+/**
+ * Steps 1-2 for one (sequence b, query head h), for inspection and tests: vert[N] and slash[N] as above over the
+ * last L = min(block, N) rows (mean over L), each summing to 1 (N >= 1; desc/t/params checked as by the planner,
+ * the dense rule of step 0 is not applied). b in [0, B), h in [0, Hq).
+ */
+AK_API ak_status ak_flexprefill_distributions(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                              const ak_flexprefill_params *params, int32_t b, int32_t h,
+                                              double *vert, double *slash);
+/**
+ * The square root of the Jensen-Shannon divergence of two distributions p, q [n] (natural log, 0 log 0 = 0):
+ * sqrt(KL(p||m)/2 + KL(q||m)/2), m = (p+q)/2; in [0, sqrt(ln 2)] for distributions. NaN if p or q is NULL or n < 1.
+ */
+AK_API double ak_flexprefill_js(const double *p, const double *q, int64_t n);
 /* ---- FlexPrefill (end) ---- */
 
 /* ---- MInference (begin) ---- */
