@@ -1001,7 +1001,9 @@ AK_API ak_status ak_sparse_block_mask(ak_ctx *ctx, int32_t nq, int32_t nk, int32
 typedef struct ak_dyn_info {
     size_t size;                 /* set by the planner: sizeof(ak_dyn_info) */
     double est_seconds;          /* wall time of estimation + plan construction */
-    double density;              /* active pairs / causal pairs (or dense pairs when not causal) */
+    double density;              /* active pairs / causal pairs (or dense pairs when not causal); exact, which may
+                                    cost a pass over every row after est_seconds is taken: pass info = NULL
+                                    where only the plan matters */
     int32_t n_dense_heads;       /* heads (or groups) the method ran dense (short input, fallbacks) */
     char explain[4096];          /* method-specific decisions, one line per head (truncated) */
 } ak_dyn_info;
@@ -1222,6 +1224,51 @@ AK_API ak_status ak_mminference_plan(ak_ctx *ctx, const ak_attn_desc *desc, cons
 /* ---- MMInference (end) ---- */
 
 /* ---- AnchorAttention (begin) ---- */
+/**
+ * AnchorAttention (Zhang et al. 2025; docs/dynamic/anchor.md), causal prefill, one plan list per query
+ * head and block (plan n_heads = Hq, block_q = bs; = S with superblock_lists). Query rows are cut into
+ * blocks of bs rows and superblocks of
+ * S = step * bs rows, both aligned at row 0. With nq == nk = N, the n_sb = floor(N / S) full
+ * superblocks hold the rows i < n_sb * S; for such a row (superblock m = i / S, block qb = i / bs):
+ *   anchor region A(i), causal (keys j <= i):
+ *     region 0 (reference v4 kernels, default):  [0, S)  U [m*S, i]    first superblock + own superblock
+ *     region 1 (paper / PyTorch reference):       [0, bs) U [qb*bs, i]  first block + own block
+ *   anchor xa(i) = max over j in A(i) of scale * q_i . k_j   (scale = desc scale)
+ *   per block B of the superblock: a_B = mean over its rows of xa(i), qbar_B = mean of its rows q_i
+ *   init_end = S (region 0) or bs (region 1); the candidates of superblock m are the keys
+ *   [init_end, m*S) (none for m*S <= init_end); a candidate j is a stripe of superblock m iff
+ *       scale * qbar_B . k_j >= a_B - theta   for at least one of the step blocks B of superblock m
+ *   Row i then sees  [0, init_end) U [m*S, i] U stripes(m)  (set semantics: each pair once).
+ * The rows of the tail (i >= n_sb * S: N % S rows), every row when N < S, and every row when
+ * nq != nk (decode / chunked prefill, which the method does not define) see every causal key (dense).
+ * theta = +inf makes every candidate a stripe (dense causal attention), theta = -inf none (init + local
+ * only); neither estimates anything. Estimation in f32 (the context's micro-kernel), about
+ * N*(S + S/2)*d (anchors, region 0) + (N/bs)*(N/2)*d (stripes) multiply-adds per query head.
+ * Errors: desc.causal = 0, a window / softcap / ALiBi / sinks / seqused_k in desc, bs < 1, step < 1,
+ * bs * step > INT32_MAX, theta NaN, region or superblock_lists not 0/1 -> AK_ERR_INVALID_ARGUMENT
+ * naming the field; *out is NULL on every failure.
+ */
+typedef struct ak_anchor_params {
+    int32_t bs;                  /* rows per block (pooling unit), >= 1 (default 128) */
+    int32_t step;                /* blocks per superblock (stripe set shared by step blocks), >= 1 (default 16) */
+    float theta;                 /* margin below the anchor, natural-log units of scaled logits; any value but
+                                    NaN (default 12) */
+    int32_t region;              /* anchor region: 0 = v4 (default), 1 = paper (see above) */
+    int32_t superblock_lists;    /* 0 = one plan list per bs-row block (default); 1 = one list per superblock
+                                    (block_q = S): the same pairs with step times fewer stored cols */
+} ak_anchor_params;
+/** Defaults: bs 128, step 16, theta 12, region 0, superblock_lists 0 (NULL-safe). */
+AK_API void ak_anchor_params_init(ak_anchor_params *p);
+/** The planner (common contract above); spec string "anchor:bs=128,step=16,theta=12,region=0". */
+AK_API ak_status ak_anchor_plan(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                const ak_anchor_params *params, ak_sparse **out, ak_dyn_info *info);
+/**
+ * The row anchors xa(i) of the rule above for EVERY row (also the first superblock, the tail and N < S,
+ * where the plan does not use them), same f32 computation as the planner: anchor[(b * Hq + h) * N + i]
+ * (f32, B * Hq * N values). Requires nq == nk (else AK_ERR_INVALID_ARGUMENT); params as for the planner.
+ */
+AK_API ak_status ak_anchor_row_anchors(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                       const ak_anchor_params *params, float *anchor);
 /* ---- AnchorAttention (end) ---- */
 
 /* ---- DHSA (begin) ---- */
