@@ -1110,6 +1110,109 @@ AK_API double ak_flexprefill_js(const double *p, const double *q, int64_t n);
 /* ---- FlexPrefill (end) ---- */
 
 /* ---- MInference (begin) ---- */
+/**
+ * MInference 1.0 (Jiang et al., NeurIPS 2024; docs/dynamic/minference.md): causal prefill, one pattern per
+ * query head, usually read from MInference's per-model JSON config (ak_minference_load_config).
+ * Plan: causal, n_batch = B, n_heads = Hq (each query head estimated on its own, GQA reads KV head h / G),
+ * query blocks of `block` rows from row 0; any nq, nk (row i at pos(i) = i + nk - nq; rows at negative
+ * positions see nothing). desc must be causal, without window / softcap / ALiBi / sinks / seqused_k
+ * (AK_ERR_INVALID_ARGUMENT). nq = 1 (decode) and layers below starting_layer run dense.
+ * Head kinds and their (v, s):
+ *   AK_MINF_DENSE   dense causal.
+ *   AK_MINF_VS      vertical-slash, v verticals and s slashes (after ratio and the clamps
+ *                   v = min(nk, max(v, min_v)), s = min(nk, max(s, min_s))). Estimate: the last
+ *                   L = min(last_q, nq) query rows' causal softmax P (f32); vs[j] = sum of column j,
+ *                   ss[delta] = sum of the diagonal at offset delta = pos(row) - j (0 .. nk-1); keys
+ *                   0..forced_v-1 and offsets 0..forced_s-1 are forced (+inf); V = top-v of vs, S = top-s of
+ *                   ss (ties -> lower index); offset 0 is always added to S.
+ *                   exact = 1 ([paper], default): row i sees {j in V : j <= pos(i)} u {pos(i) - delta : delta in S}
+ *                   (cols + bands, consecutive offsets merged).
+ *                   exact = 0 ([ref] convert_vertical_slash_indexes): block with first position p0, E = p0 + block;
+ *                   offsets delta < E, largest first, give key ranges ending at e = max(E - delta, block), each
+ *                   [e - block, e): an end beyond the current range's end + block starts a new range, an end
+ *                   beyond the current end extends it by block; spans = the ranges (cut at nk), cols = V below
+ *                   the last range's end. A superset of the exact set (whole block-wide ranges per slash).
+ *   AK_MINF_ASHAPE  A-shape / StreamingLLM: v = n_init, s = n_local (>= 1): row i sees j < n_init or
+ *                   0 <= pos(i) - j < n_local (span [0, n_init) + band [0, n_local - 1]).
+ *   AK_MINF_BLOCK   block-sparse, v = top-k key blocks per query block (>= 1): block means of Q rows and K
+ *                   rows (over the real rows; block_dilute = 1: over `block` rows counting the reference's zero
+ *                   padding), score qp[r] . kp[c] unscaled, candidates = key blocks c with c * block <= the
+ *                   query block's last position, top min(v, #candidates) (ties -> lower c), token-causal.
+ *   AK_MINF_TRI     Tri-shape: A-shape (v, s) for rows < nq - n_last, dense for the last n_last rows (rows
+ *                   gathered into an extra block when that boundary is not a multiple of block).
+ * ratio (minference_ratio) multiplies v and s of VS, A-shape and Tri heads (floor) before the clamps.
+ */
+typedef enum ak_minf_kind {
+    AK_MINF_DENSE = 0,
+    AK_MINF_VS = 1,
+    AK_MINF_ASHAPE = 2,
+    AK_MINF_BLOCK = 3,
+    AK_MINF_TRI = 4
+} ak_minf_kind;
+
+/** One head's pattern: kind (ak_minf_kind) and its sizes (meaning per kind above). */
+typedef struct ak_minf_head {
+    int32_t kind;
+    int32_t v, s;
+} ak_minf_head;
+
+typedef struct ak_minference_params {
+    const ak_minf_head *heads;   /* [n_heads] one per query head, or NULL: default_head for every head */
+    int32_t n_heads;             /* = num_heads_q when heads is given */
+    ak_minf_head default_head;   /* {AK_MINF_VS, 1000, 6096} (the reference's default for an unlisted head) */
+    int32_t exact;               /* VS lowering: 1 = [paper] cols + bands (default), 0 = [ref] block-wide ranges */
+    int32_t last_q;              /* estimation rows, >= 1 (default 64) */
+    int32_t block;               /* query block rows, [ref] range width, block-sparse block, >= 1 (default 64) */
+    int32_t forced_v, forced_s;  /* forced verticals 0..forced_v-1, offsets 0..forced_s-1, >= 0 (30, 100) */
+    int32_t min_v, min_s;        /* VS clamps, >= 0 (30, 50) */
+    float ratio;                 /* > 0, finite (default 1) */
+    int32_t layer;               /* the layer this plan is for, >= 0 (default 0) */
+    int32_t starting_layer;      /* layer < starting_layer -> every head dense, >= 0 (default 0) */
+    int32_t block_dilute;        /* 0 = [paper] means over real rows (default), 1 = [ref] zero-padding means */
+    int32_t n_last;              /* Tri-shape dense rows, >= 0 (default 100) */
+} ak_minference_params;
+
+AK_API void ak_minference_params_init(ak_minference_params *p);
+/** The planner (common signature above). Errors: bad params -> AK_ERR_INVALID_ARGUMENT naming the field. */
+AK_API ak_status ak_minference_plan(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                    const ak_minference_params *params, ak_sparse **out, ak_dyn_info *info);
+/**
+ * Read layer `layer` of an MInference config: a JSON list over layers of objects
+ * {"<head id>": [type, vertical_size, slash_size, score], ...} (score optional, ignored), type one of
+ * "vertical_and_slash" -> {AK_MINF_VS, v, s}, "stream_llm" -> {AK_MINF_ASHAPE, n_init = v, n_local = s},
+ * "block_sparse" -> {AK_MINF_BLOCK, 100, 0} (the reference ignores the sizes and takes the top 100 blocks).
+ * heads[n_heads] (n_heads = num_heads_q) is written only on success; heads the layer does not list, and every
+ * head when the file has no such layer, get {AK_MINF_VS, 1000, 6096} (the reference's behaviour);
+ * *n_found (may be NULL) = the heads the layer listed. Every layer is checked: root not a list, a layer not an
+ * object, a key that is not a decimal head id < n_heads, a head twice, an entry that is not [string, int, int
+ * (, number)], an unknown type, sizes not integers in [0, 2^31) -> AK_ERR_BAD_PLAN (with the layer and head);
+ * JSON syntax errors -> AK_ERR_BAD_PLAN with the byte offset; n_heads < 1, layer < 0 -> AK_ERR_INVALID_ARGUMENT.
+ */
+AK_API ak_status ak_minference_load_config(ak_ctx *ctx, const char *json, size_t len, int32_t layer, int32_t n_heads,
+                                           ak_minf_head *heads, int32_t *n_found);
+/**
+ * Offline pattern search ("kernel-aware" search of the reference): on a calibration sample (desc, t as for
+ * the planner), every candidate pattern is planned for every head with `params` (its heads / default_head,
+ * layer and starting_layer are ignored), and each query head gets the candidate whose plan keeps the largest
+ * mean dense attention mass (recall) over the rows i >= min(row_start, nq - 1) of every sequence (ties -> the
+ * earlier candidate). best[Hq] receives the winners, recall[Hq] (may be NULL) their mean recall.
+ * Candidates: cands[n_cands], or NULL = the reference's list: A-shape (100, 800); VS (30, 800), (100, 750),
+ * (500, 700), (3500, 100); block-sparse top max(1, nb / 8) of the `block`-blocks (the reference scores 32-blocks).
+ * ref_post = 1 applies the reference's post-processing: an A-shape winner is stored as VS with its sizes, a
+ * block-sparse winner as VS (1000, 6096). Cost: the dense probabilities of the rows >= row_start (f32 products)
+ * and one row mask per candidate and row. Errors: as the planner, plus row_start < 0, ref_post not 0/1,
+ * n_cands < 1, a bad candidate (-> AK_ERR_INVALID_ARGUMENT naming the field); best is written only on success.
+ */
+typedef struct ak_minference_search_params {
+    const ak_minf_head *cands;   /* NULL = the reference's candidates */
+    int32_t n_cands;
+    int32_t row_start;           /* >= 0 (default 2500) */
+    int32_t ref_post;            /* 0 (default) or 1 */
+} ak_minference_search_params;
+AK_API void ak_minference_search_params_init(ak_minference_search_params *s);
+AK_API ak_status ak_minference_search(ak_ctx *ctx, const ak_attn_desc *desc, const ak_attn_tensors *t,
+                                      const ak_minference_params *params, const ak_minference_search_params *search,
+                                      ak_minf_head *best, float *recall);
 /* ---- MInference (end) ---- */
 
 /* ---- MMInference (begin) ---- */
