@@ -169,6 +169,7 @@ typedef struct options {
     int full_check;     /* check: no cap on the reference work of decode and linear problems */
     const char *png;    /* plan: picture of the mask (PNG) */
     const char *json;   /* plan: the pattern as JSON (ak_sparse_to_json) */
+    const char *input;  /* sparse-eval: syn:<kind> or npy:<dir> [syn:mix] */
     int grid;           /* plan: the picture's size, at most grid x grid mask pixels */
     int head;           /* plan: the plan head pictured */
 } options;
@@ -180,6 +181,7 @@ int mode_check(const options *o, char **problems, int n);
 int mode_bitwise(const options *o, char **problems, int n);
 int mode_bench(const options *o, char **problems, int n);
 int mode_plan(const options *o, char **problems, int n);
+int mode_eval(const options *o, char **args, int n);
 
 /* ---- PNG writer (png.c): 8-bit grayscale (channels 1) or RGB (3), rows top to bottom, stored deflate ---- */
 int png_write(const char *path, int width, int height, int channels, const unsigned char *pixels, char *err,

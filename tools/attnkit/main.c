@@ -35,6 +35,10 @@ static void usage(FILE *f) {
         "                        times, density, speedup, ideal = 1/density, speedup/ideal, waste, balance)\n"
         "  plan <problem>...     sparse problems: build the pattern, print its statistics, the plan's with the\n"
         "                        problem's heads and ak_plan_explain; --png / --json write it out\n"
+        "  sparse-eval <problem> <method>...  content-aware sparse methods on one input: attention-mass\n"
+        "                        recall, output error vs dense, estimation / compute time, density, speedup\n"
+        "                        over our dense kernel; table, --png trade-off picture (attnkit sparse-eval\n"
+        "                        with no argument prints its usage; docs/DYNAMIC.md)\n"
         "  peak                  measure fp32 FMA and bf16 dot peaks and DRAM read bandwidth\n"
         "\n"
         "options [default]:\n"
@@ -52,7 +56,8 @@ static void usage(FILE *f) {
         "      --seed N          seed of the random inputs and ragged lengths [1]\n"
         "      --no-peak         bench: skip the peak measurement (no %% of peak column) [off]\n"
         "      --dense-every     bench, sparse problems: time the dense comparison for every problem, not once\n"
-        "                        per distinct dense problem [off]\n"
+        "                        per distinct dense problem; sparse-eval: time dense again after every method\n"
+        "                        and compare each with the mean of the dense runs around it [off]\n"
         "      --interleave      bench, sparse problems: alternate sparse and dense runs rep by rep (robust to\n"
         "                        the host changing speed during the run; implies --dense-every) [off]\n"
         "      --full            check: compare every (sequence, KV head) pair of a decode problem\n"
@@ -63,6 +68,9 @@ static void usage(FILE *f) {
         "      --grid N          plan: the picture's mask pixels, at most N x N (aspect kept) [512]\n"
         "      --head H          plan: the plan head pictured [0]\n"
         "      --json FILE       plan: the pattern as JSON, reloadable with sp-json-FILE [none]\n"
+        "      --input SRC       sparse-eval: syn:lines|needle|local|mix|random (planted structure) or npy:DIR\n"
+        "                        (DIR/q.npy, k.npy, v.npy: <f4 or <f2, [H][L][D] or [B][H][L][D]) [syn:mix]\n"
+        "      --png FILE        sparse-eval: speedup (log2) against recall, one colour per method [none]\n"
         "\n"
         "problem string: tokens joined by '_' (q and d required, the rest optional):\n"
         "  b<B> [1]  h<Hq> [1]  hkv<Hkv> [=Hq]  q<Lq>  k<Lk> [=Lq]  d<d>  dv<dv> [=d]\n"
@@ -289,6 +297,9 @@ int main(int argc, char **argv) {
             bad = !(val = option_value(argc, argv, &i, eq)) || !*val;
             o.json = val;
             plan_only = "--json";
+        } else if (!strcmp(name, "--input")) {
+            bad = !(val = option_value(argc, argv, &i, eq)) || !*val;
+            o.input = val;
         } else if (!strcmp(name, "--grid")) {
             bad = !(val = option_value(argc, argv, &i, eq)) || parse_int(val, 1, 16384, &o.grid);
             plan_only = "--grid";
@@ -301,7 +312,10 @@ int main(int argc, char **argv) {
     }
     int rc;
     if (!mode) { usage(stderr); rc = 2; }
-    else if (plan_only && strcmp(mode, "plan") != 0) rc = bad_usage("%s applies to the plan mode only", plan_only);
+    else if (plan_only && strcmp(mode, "plan") != 0 && !(!strcmp(mode, "sparse-eval") && !strcmp(plan_only, "--png")))
+        rc = bad_usage("%s applies to the plan mode only", plan_only);
+    else if (o.input && strcmp(mode, "sparse-eval") != 0) rc = bad_usage("%s applies to sparse-eval only", "--input");
+    else if (!strcmp(mode, "sparse-eval")) rc = mode_eval(&o, args, n_args);
     else if (!strcmp(mode, "plan"))
         rc = n_args ? mode_plan(&o, args, n_args) : bad_usage("%s needs at least one sparse problem string", mode);
     else if (!strcmp(mode, "peak")) rc = n_args ? bad_usage("peak takes no problem ('%s')", args[0]) : mode_peak(&o);
@@ -310,7 +324,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(mode, "check")) rc = mode_check(&o, args, n_args);
         else if (!strcmp(mode, "bitwise")) rc = mode_bitwise(&o, args, n_args);
         else rc = mode_bench(&o, args, n_args);
-    } else rc = bad_usage("unknown mode '%s' (check, bitwise, bench, plan, peak)", mode);
+    } else rc = bad_usage("unknown mode '%s' (check, bitwise, bench, plan, sparse-eval, peak)", mode);
     free(args);
     return rc;
 }
