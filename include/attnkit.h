@@ -107,7 +107,8 @@ AK_API const char *ak_isa_name(ak_isa isa);
 /** Best ISA this CPU and OS support (cpuid + XGETBV), ignoring every cap. */
 AK_API ak_isa ak_isa_detect(void);
 
-/** Optional allocator hooks: alloc must return memory aligned to `align` (a power of two >= 64). */
+/** Optional allocator hooks: alloc must return memory aligned to `align` (a power of two >= 64). They must be
+ *  thread-safe: the content-aware planners and some executors allocate scratch from inside their threads. */
 typedef struct ak_allocator {
     void *(*alloc)(void *user, size_t size, size_t align);
     void (*free)(void *user, void *ptr);
