@@ -425,6 +425,7 @@ int mode_eval(const options *o, char **args, int n_args) {
         return 2;
     }
     p.lse = 1;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a row per line as it is measured: long runs can be cut short */
     const char *input = o->input ? o->input : "syn:mix";
     inputs in;
     if (inputs_create(&p, o->seed, &in, err, sizeof err) != 0) {
