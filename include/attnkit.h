@@ -77,7 +77,9 @@ typedef enum ak_status {
     AK_ERR_INTERNAL = 14,           /**< a bug in attnkit; please report it */
     AK_ERR_PAGE_OUT_OF_RANGE = 15,  /**< a page id in a page table is outside [0, num_pages) */
     AK_ERR_CAPACITY = 16,           /**< a KV cache has no room: append past capacity / out of pages */
-    AK_ERR_BAD_PLAN = 17            /**< a sparse plan is malformed: bounds, order, duplicates, overlaps */
+    AK_ERR_BAD_PLAN = 17,           /**< a sparse plan is malformed: bounds, order, duplicates, overlaps */
+    AK_ERR_BAD_FILE = 18,           /**< a model file (GGUF) is malformed: magic, version, sizes, offsets, types */
+    AK_ERR_IO = 19                  /**< a file cannot be opened, mapped, read or written */
 } ak_status;
 
 /** Static, human-readable name of a status ("AK_ERR_GQA_RATIO: ..."). Never NULL. */
@@ -1727,6 +1729,293 @@ AK_API ak_status ak_kinetics_select(ak_ctx *ctx, const ak_decode_desc *desc, con
                                     const ak_kinetics_params *params, const ak_kinetics_index *index,
                                     const int32_t *slots, int32_t *blocks, int32_t *counts);
 /* ---- Block top-k sparse decoding, Kinetics (end) ---- */
+
+/* ---- Model runner (begin) ---- */
+/* ------------------------------------------------------------------------------------------------
+ * Model runner: GGUF files, quantized weights, tokenizer, transformer forward (Gemma 3), sampling.
+ * Everything here is built on the public attention API above (docs/MODEL.md).
+ * ---------------------------------------------------------------------------------------------- */
+
+/* ---- GGUF (begin) ---- */
+/**
+ * A GGUF v2/v3 file, memory-mapped read-only (or a caller's buffer). Opening validates everything
+ * before any accessor can see it: magic "GGUF", version 2 or 3, counts (tensor_count <= 2^20,
+ * kv_count <= 2^20, array lengths bounded by the file size), every string inside the file, value types
+ * 0..12 (nested arrays refused, as llama.cpp does), bools 0 or 1, keys (non-empty, no NUL byte, unique),
+ * general.alignment (u32, a power of two, default 32), tensor names (non-empty, < 64 bytes, no NUL byte,
+ * unique), n_dims in 1..4, ne[i] >= 1 with a product below 2^62, ne[0] a multiple of the type's block size,
+ * known ggml type ids (ak_qtype), offsets aligned and the data [offset, offset + nbytes) inside the file,
+ * no two tensors' data overlapping (offsets need not be in file order: ggml's "sequential" rule is not
+ * required). A violation -> AK_ERR_BAD_FILE with the byte position and the field in ak_ctx_last_error;
+ * an unopenable file -> AK_ERR_IO; NULL ctx / path / data / out -> AK_ERR_NULL_POINTER (*out = NULL on
+ * every failure). Strings returned by the accessors stay valid until ak_gguf_close (docs/model/gguf.md).
+ * The ak_gguf keeps a pointer to ctx: close it before destroying the context.
+ */
+typedef struct ak_gguf ak_gguf;
+
+/** GGUF metadata value types (the file's ids). */
+typedef enum ak_gguf_vtype {
+    AK_GGUF_U8 = 0, AK_GGUF_I8 = 1, AK_GGUF_U16 = 2, AK_GGUF_I16 = 3, AK_GGUF_U32 = 4, AK_GGUF_I32 = 5,
+    AK_GGUF_F32 = 6, AK_GGUF_BOOL = 7, AK_GGUF_STRING = 8, AK_GGUF_ARRAY = 9, AK_GGUF_U64 = 10,
+    AK_GGUF_I64 = 11, AK_GGUF_F64 = 12
+} ak_gguf_vtype;
+
+/** Weight storage types (ggml type ids). Every one listed can be dequantized and multiplied. */
+typedef enum ak_qtype {
+    AK_Q_F32 = 0, AK_Q_F16 = 1, AK_Q_Q4_0 = 2, AK_Q_Q4_1 = 3, AK_Q_Q5_0 = 6, AK_Q_Q5_1 = 7, AK_Q_Q8_0 = 8,
+    AK_Q_Q4_K = 12, AK_Q_Q5_K = 13, AK_Q_Q6_K = 14, AK_Q_BF16 = 30
+} ak_qtype;
+
+/** "f32", "q4_K", ... or NULL for an id attnkit does not know. */
+AK_API const char *ak_qtype_name(int32_t type);
+/** Elements per block (1 for F32/F16/BF16, 32 for Q*_0/_1, 256 for K-quants); 0 for an unknown id. */
+AK_API int32_t ak_qtype_block_elems(int32_t type);
+/** Bytes per block; 0 for an unknown id. */
+AK_API int32_t ak_qtype_block_bytes(int32_t type);
+
+/** Open and validate a file (mmap). */
+AK_API ak_status ak_gguf_open(ak_ctx *ctx, const char *path, ak_gguf **out);
+/** The same over a caller's buffer (not copied; it must outlive the ak_gguf). Used by tests and fuzzers. */
+AK_API ak_status ak_gguf_open_memory(ak_ctx *ctx, const void *data, size_t size, ak_gguf **out);
+AK_API void ak_gguf_close(ak_gguf *g);
+
+typedef struct ak_gguf_header {
+    uint32_t version;
+    int64_t n_tensors, n_kv;
+    int64_t alignment;           /* general.alignment or 32 */
+    int64_t data_offset;         /* start of the tensor data section in the file */
+    int64_t file_size;
+} ak_gguf_header;
+AK_API ak_status ak_gguf_get_header(const ak_gguf *g, ak_gguf_header *h);
+
+/** Index of a metadata key, or -1 when absent (also for NULL arguments). */
+AK_API int64_t ak_gguf_find_key(const ak_gguf *g, const char *key);
+/** Key i (0 <= i < n_kv): its name (NUL-terminated copy owned by g), type, and for arrays the element type
+ *  and count (elem_type = -1, count = 1 for scalars); each output may be NULL. Keys are in file order.
+ *  AK_ERR_INVALID_ARGUMENT for i out of range. */
+AK_API ak_status ak_gguf_key_info(const ak_gguf *g, int64_t i, const char **name, ak_gguf_vtype *type,
+                                  int32_t *elem_type, int64_t *count);
+/** Scalar getters by key. _int accepts every integer type and bool (range-checked into int64; u64 above
+ *  INT64_MAX -> AK_ERR_INVALID_ARGUMENT), _float accepts f32 / f64, _str a string (bytes, not NUL-terminated
+ *  in the file: len is given and may be NULL; *s is a NUL-terminated copy owned by g). Absent key ->
+ *  AK_ERR_INVALID_ARGUMENT "key not found"; another type -> AK_ERR_UNSUPPORTED_DTYPE; NULL key or
+ *  output -> AK_ERR_NULL_POINTER. */
+AK_API ak_status ak_gguf_get_int(const ak_gguf *g, const char *key, int64_t *out);
+AK_API ak_status ak_gguf_get_float(const ak_gguf *g, const char *key, double *out);
+AK_API ak_status ak_gguf_get_str(const ak_gguf *g, const char *key, const char **s, size_t *len);
+/** Array element i as above (numeric arrays via _int/_float, string arrays via _str). */
+AK_API ak_status ak_gguf_get_arr_int(const ak_gguf *g, const char *key, int64_t i, int64_t *out);
+AK_API ak_status ak_gguf_get_arr_float(const ak_gguf *g, const char *key, int64_t i, double *out);
+AK_API ak_status ak_gguf_get_arr_str(const ak_gguf *g, const char *key, int64_t i, const char **s, size_t *len);
+/** A numeric array in place: element type, count and a pointer to the packed little-endian elements in
+ *  the mapping (possibly unaligned: copy with memcpy). String arrays -> AK_ERR_UNSUPPORTED_DTYPE. */
+AK_API ak_status ak_gguf_get_arr_data(const ak_gguf *g, const char *key, ak_gguf_vtype *elem_type,
+                                      int64_t *count, const void **data);
+
+typedef struct ak_gguf_tensor {
+    const char *name;            /* NUL-terminated, owned by g */
+    int32_t type;                /* ak_qtype */
+    int32_t n_dims;              /* 1..4 */
+    int64_t ne[4];               /* ne[0] is the contiguous (row) length; unused dims are 1 */
+    int64_t offset;              /* relative to the data section */
+    int64_t nbytes;              /* (ne0 / block_elems) * block_bytes * ne1 * ne2 * ne3 */
+    const void *data;            /* in the mapping */
+} ak_gguf_tensor;
+/** Index of a tensor by name, or -1. */
+AK_API int64_t ak_gguf_find_tensor(const ak_gguf *g, const char *name);
+AK_API ak_status ak_gguf_tensor_info(const ak_gguf *g, int64_t i, ak_gguf_tensor *out);
+/* ---- GGUF (end) ---- */
+
+/* ---- Quantized weights (begin) ---- */
+/**
+ * Dequantize n elements (a multiple of the type's block size) stored as `type` at src into f32 dst,
+ * exactly as ggml's dequantize_row_* (and gguf-py's numpy dequantizers) do. AK_ERR_INVALID_ARGUMENT for
+ * n not a multiple of the block, AK_ERR_UNSUPPORTED_DTYPE for an unknown type.
+ */
+AK_API ak_status ak_dequantize(ak_ctx *ctx, int32_t type, const void *src, float *dst, int64_t n);
+
+/**
+ * y[i][o] = sum_k x[i][k] * W[o][k] for i < m, o < n_out: a weight matrix W of n_out rows of n_in elements
+ * stored as `type` (rows back to back, each row (n_in / block_elems) blocks; n_in a multiple of the
+ * block), times m rows of f32 activations x (row stride ldx >= n_in), into f32 y (row stride ldy >= n_out).
+ * Weights are dequantized on the fly (never materialised whole) to exactly the values of ak_dequantize;
+ * the products accumulate in f32 (x is not quantized). m <= 4 runs a fused dequantize-dot (memory-bound
+ * decode; per output 32 lanes of partial sums); larger m dequantizes panels of W once and runs a
+ * register-blocked f32 GEMM on them (per output one FMA chain in k order). So y's rows for m <= 4 and for
+ * m > 4 may differ in the last bits; accuracy: within 2x the error of a naive f32 dot (docs/model/qgemm.md).
+ * Threads: the context's. Deterministic: the bytes of y do not depend on the thread count.
+ * x and y: any 4-byte-aligned address (else AK_ERR_INVALID_ARGUMENT); W: any address. Only y[i][0..n_out)
+ * is written (the padding up to ldy is not touched). m = 0 or n_out = 0: nothing is read or written, AK_OK
+ * (the pointers may then be NULL; type, n_in, ldx, ldy are still checked).
+ * Errors: NULL ctx / w / x / y -> AK_ERR_NULL_POINTER; unknown type -> AK_ERR_UNSUPPORTED_DTYPE; m or n_out
+ * < 0, n_in not a positive multiple of the block, ldx < n_in, ldy < n_out, byte extents of W, x or y that
+ * overflow -> AK_ERR_INVALID_ARGUMENT; y's byte span [y, y + ((m-1) ldy + n_out) * 4) overlapping the
+ * span of x or of W -> AK_ERR_OUTPUT_OVERLAP.
+ */
+AK_API ak_status ak_qgemm(ak_ctx *ctx, int32_t type, const void *w, int64_t n_out, int64_t n_in,
+                          const float *x, int64_t m, int64_t ldx, float *y, int64_t ldy);
+/* ---- Quantized weights (end) ---- */
+
+/* ---- Tokenizer (begin) ---- */
+/**
+ * The SentencePiece-style tokenizer of a GGUF vocabulary (tokenizer.ggml.model = "llama"), producing
+ * llama.cpp's token ids: special-token partition (control / user-defined / unknown texts, longest first),
+ * spaces -> U+2581, optional space prefix, bigram merges by score, byte fallback <0xHH>. Built from the
+ * tokenizer.ggml.* keys; other tokenizer models (or none) -> AK_ERR_UNSUPPORTED_DTYPE; tokens missing or
+ * not a string array, scores / token_type of the wrong type or shorter than the tokens, special-id or flag
+ * keys of the wrong type, add_bos/add_eos without an id -> AK_ERR_BAD_FILE. Like llama.cpp it forces
+ * CONTROL on the EOT / EOM / FIM / end-of-generation tokens it recognises by text ("<end_of_turn>", "</s>",
+ * ...; docs/model/tokenizer.md). Independent of the ak_gguf after creation (it copies what it needs), but
+ * it keeps a pointer to ctx (errors, allocations): destroy it before the context. One tokenizer may be used
+ * from several threads at once (calls share ctx's last-error message).
+ */
+typedef struct ak_tokenizer ak_tokenizer;
+AK_API ak_status ak_tokenizer_create(ak_ctx *ctx, const ak_gguf *g, ak_tokenizer **out);
+AK_API void ak_tokenizer_destroy(ak_tokenizer *tok);
+/**
+ * Tokenize len bytes of text. add_special: prepend BOS (and append EOS) as the vocabulary asks;
+ * parse_special: match control / unknown token texts (user-defined ones always match), as llama.cpp.
+ * Writes at most cap ids; *n_out = the number of ids the text has (AK_ERR_CAPACITY when > cap: call
+ * again with a larger buffer; ids may be NULL when cap is 0, to count). Invalid UTF-8 is tokenized byte
+ * by byte, never refused. text may be NULL when len is 0; len must be below 2^29 (512 MiB) per call
+ * (AK_ERR_INVALID_ARGUMENT). A byte that is in no token in a vocabulary without <0xHH> nor one-byte tokens
+ * -> AK_ERR_INVALID_ARGUMENT (llama.cpp throws there).
+ */
+AK_API ak_status ak_tokenize(const ak_tokenizer *tok, const char *text, size_t len, int add_special,
+                             int parse_special, int32_t *ids, int32_t cap, int32_t *n_out);
+/** The bytes of one token for printing (U+2581 -> space, <0xHH> -> the byte; control tokens empty unless
+ *  special). Writes at most cap bytes (no NUL); *len = bytes needed (AK_ERR_CAPACITY if > cap). */
+AK_API ak_status ak_token_to_piece(const ak_tokenizer *tok, int32_t id, int special, char *buf, size_t cap,
+                                   size_t *len);
+typedef struct ak_vocab_info {
+    int32_t n_vocab;
+    int32_t bos, eos, eot, unk, pad;  /* -1 when the vocabulary has none (keys, else the SPM defaults
+                                         BOS 1, EOS 2, UNK 0 when in range; EOT also detected by text) */
+    int32_t add_bos, add_eos, add_space_prefix;
+} ak_vocab_info;
+AK_API ak_status ak_tokenizer_info(const ak_tokenizer *tok, ak_vocab_info *info);
+/** 1 if id ends generation, else 0 (also for a NULL tok or an id out of range): EOS, EOT, EOM and the
+ *  other tokens llama.cpp puts in its end-of-generation set (for Gemma 3: <eos>, <end_of_turn>, </s>). */
+AK_API int ak_token_is_eog(const ak_tokenizer *tok, int32_t id);
+/* ---- Tokenizer (end) ---- */
+/* ---- Transformer model (begin) ---- */
+/**
+ * A decoder-only transformer loaded from a GGUF file. Supported architecture: "gemma3" (Gemma 3: sandwich
+ * RMSNorms with the +1 already in the weights, QK-norm, RoPE NEOX with a local and a global base, sliding-window
+ * layers (llama.cpp's pattern: layer l is local iff l % 6 < 5) and global layers, GQA, gated GELU-tanh FFN, embedding
+ * scale sqrt(n_embd), LM head tied to the embedding when output.weight is absent; docs/MODEL.md).
+ * Loading validates the architecture keys and every tensor's name, shape and type; weights stay in the mapping in
+ * their stored (quantized) types and are multiplied by ak_qgemm. Other architectures -> AK_ERR_UNSUPPORTED_DTYPE;
+ * a missing or misshapen tensor -> AK_ERR_BAD_FILE naming it. The model keeps a pointer to ctx.
+ */
+typedef struct ak_model ak_model;
+typedef struct ak_model_info {
+    char arch[32];
+    char name[96];
+    int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
+    int32_t n_ctx_train;       /* context length the model was trained for */
+    int32_t sliding_window;    /* keys a local layer sees, the query's own included (512) */
+    int32_t swa_period;        /* layer l is local iff l % swa_period < swa_period - 1 (6) */
+    float rope_base_global, rope_base_local, rms_eps, embd_scale, attn_scale;
+    int64_t n_params;          /* elements of all weight tensors */
+    int64_t weight_bytes;      /* bytes of all weight tensors as stored */
+} ak_model_info;
+AK_API ak_status ak_model_load(ak_ctx *ctx, const char *path, ak_model **out);
+AK_API void ak_model_free(ak_model *model);
+AK_API ak_status ak_model_get_info(const ak_model *model, ak_model_info *info);
+/** 1 if layer l is a sliding-window (local) layer, 0 if global, -1 for l out of range. */
+AK_API int ak_model_layer_is_local(const ak_model *model, int32_t layer);
+/** The model's tokenizer (owned by the model). */
+AK_API const ak_tokenizer *ak_model_tokenizer(const ak_model *model);
+
+/**
+ * A session: one sequence's KV cache (contiguous per layer, n_ctx tokens, dtype F32 (default), BF16 or F16) and the
+ * attention method of every layer. Not thread-safe; several sessions may share one model.
+ * n_chunk: prefill chunk (tokens run through all layers together; each chunk attends to the cache and to itself
+ * with bottom-right causal alignment); 0 = 512.
+ */
+typedef struct ak_session ak_session;
+typedef struct ak_session_config {
+    size_t size;               /* = sizeof(ak_session_config), set by ak_session_config_init */
+    int32_t n_ctx;             /* tokens the cache holds (1 .. n_ctx_train; default 4096) */
+    int32_t n_chunk;           /* prefill chunk (default 512) */
+    ak_dtype kv_dtype;         /* F32 (default), BF16, F16 */
+} ak_session_config;
+AK_API void ak_session_config_init(ak_session_config *cfg);
+AK_API ak_status ak_session_create(ak_model *model, const ak_session_config *cfg, ak_session **out);
+AK_API void ak_session_free(ak_session *s);
+
+/**
+ * Attention of layer `layer` (0 .. n_layer-1; AK_LAYERS_GLOBAL = every global layer, AK_LAYERS_ALL = every layer):
+ *  "dense"                        exact attention (the default; local layers keep their window);
+ *  "<method>[:key=value,...]"     a content-aware planner by name (ak_dyn_plan_named: flexprefill, minference,
+ *                                 mminference, anchor, dhsa, routing, dma) for the PROMPT: an ak_session_eval that
+ *                                 starts at position 0 runs those layers' attention over the whole batch at once (no
+ *                                 chunking for them) through the method's plan; every later eval (continuation,
+ *                                 decode) on those layers is dense, as the methods define (prefill only);
+ *  "streaming[:sinks=S,window=W]" attention sinks + sliding window (StreamingLLM: the first S keys and the last W
+ *                                 keys, defaults 4 and 1024), for prefill and decode;
+ *  "kinetics[:key=value,...]"     dense prefill, block top-k decode (ak_kinetics_decode; keys of ak_kinetics_params).
+ * A spec is validated here (unknown method or key -> AK_ERR_INVALID_ARGUMENT). Local layers accept only "dense".
+ */
+#define AK_LAYERS_GLOBAL (-1)
+#define AK_LAYERS_ALL (-2)
+AK_API ak_status ak_session_set_attn(ak_session *s, int32_t layer, const char *spec);
+
+/**
+ * Run n tokens (n >= 1) at positions pos .. pos+n-1 (pos = ak_session_pos) and append them to the cache.
+ * logits: NULL, or [rows][n_vocab] f32 where rows = 1 (the last token's logits) or rows = n (every token's).
+ * Token ids out of [0, n_vocab) -> AK_ERR_INVALID_ARGUMENT; pos + n > n_ctx -> AK_ERR_CAPACITY (nothing runs).
+ */
+AK_API ak_status ak_session_eval(ak_session *s, const int32_t *tokens, int32_t n, float *logits, int32_t rows);
+/**
+ * Scoring without materialising logits: runs n tokens like ak_session_eval and, for every row j in [first, n-1),
+ * writes nll[j - first] = -log softmax(logits_j)[tokens[j + 1]] (natural log) and, if top1 is not NULL,
+ * top1[j - first] = argmax_v logits_j[v] (lowest id on ties). The LM head runs on blocks of rows, so memory stays
+ * O(block * n_vocab) at any n (perplexity over 32k-token windows). first in [0, n].
+ */
+AK_API ak_status ak_session_eval_nll(ak_session *s, const int32_t *tokens, int32_t n, int32_t first, double *nll,
+                                     int32_t *top1);
+AK_API int32_t ak_session_pos(const ak_session *s);
+/** Forget every token (the cache memory is kept). */
+AK_API ak_status ak_session_reset(ak_session *s);
+/** Called after every prefill chunk: done / total tokens of the current eval. NULL = none. */
+AK_API ak_status ak_session_set_progress(ak_session *s, void (*fn)(void *user, int32_t done, int32_t total),
+                                         void *user);
+
+/** Cumulative timings and attention statistics of a session (ak_session_reset does not clear them). */
+typedef struct ak_session_stats {
+    int64_t tokens_prefill, tokens_decode;     /* tokens run by evals with n > 1 / n == 1 */
+    double seconds_prefill, seconds_decode;
+    double seconds_attention;                  /* inside attention calls (planning included) */
+    double seconds_planning;                   /* content-aware estimation and plan building */
+    double seconds_linear;                     /* ak_qgemm calls (LM head included) */
+    double sparse_density;                     /* last sparse prefill: mean density over its sparse layers (0: none) */
+} ak_session_stats;
+AK_API ak_status ak_session_get_stats(const ak_session *s, ak_session_stats *st);
+
+/**
+ * Q/K/V dump for offline study (e.g. `attnkit sparse-eval --input npy:DIR/layerNN`): for each listed layer, the
+ * rows of positions [pos_begin, pos_end) that later evals compute are written to DIR/layerNN/q.npy [Hq][L][d],
+ * k.npy [Hkv][L][d], v.npy [Hkv][L][dv] (little-endian f32; q after QK-norm and RoPE, before the 1/sqrt(d) scale
+ * that attention applies; k after QK-norm and RoPE) when the eval that completes the range ends (L = pos_end -
+ * pos_begin). dir NULL = stop dumping. The directory must exist; the layer folders are created.
+ */
+AK_API ak_status ak_session_set_dump(ak_session *s, const char *dir, const int32_t *layers, int32_t n_layers,
+                                     int32_t pos_begin, int32_t pos_end);
+
+/** Token sampling. temperature 0 = greedy (argmax, lowest id on ties); else softmax(logits / temperature)
+ *  restricted to the top_k most likely (0 = all) and then to the smallest set whose mass reaches top_p (1 = all),
+ *  drawn with a xorshift generator advanced in *rng_state (any non-zero seed). */
+typedef struct ak_sampler_params {
+    float temperature;   /* >= 0 */
+    float top_p;         /* (0, 1] */
+    int32_t top_k;       /* >= 0 */
+} ak_sampler_params;
+AK_API ak_status ak_sample(ak_ctx *ctx, const float *logits, int32_t n_vocab, const ak_sampler_params *p,
+                           uint64_t *rng_state, int32_t *token);
+/* ---- Transformer model (end) ---- */
+/* ---- Model runner (end) ---- */
 
 /* ------------------------------------------------------------------------------------------------
  * Machine ceilings (what `attnkit peak` prints and benchmarks divide by)

@@ -29,6 +29,8 @@ const char *ak_status_string(ak_status s) {
     case AK_ERR_PAGE_OUT_OF_RANGE: return "AK_ERR_PAGE_OUT_OF_RANGE: page id outside [0, num_pages)";
     case AK_ERR_CAPACITY: return "AK_ERR_CAPACITY: KV cache capacity exceeded";
     case AK_ERR_BAD_PLAN: return "AK_ERR_BAD_PLAN: malformed sparse plan (bounds, order, duplicates, overlaps)";
+    case AK_ERR_BAD_FILE: return "AK_ERR_BAD_FILE: malformed model file (magic, version, sizes, offsets, types)";
+    case AK_ERR_IO: return "AK_ERR_IO: a file cannot be opened, mapped, read or written";
     }
     return "AK_ERR_UNKNOWN: not an ak_status value";
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "model_cli.h"
 
 static void usage(FILE *f) {
     ak_ctx *ctx = NULL;
@@ -40,6 +41,10 @@ static void usage(FILE *f) {
         "                        over our dense kernel; table, --png trade-off picture (attnkit sparse-eval\n"
         "                        with no argument prints its usage; docs/DYNAMIC.md)\n"
         "  peak                  measure fp32 FMA and bf16 dot peaks and DRAM read bandwidth\n"
+        "  run -m MODEL -p TEXT  run a GGUF model (Gemma 3): prefill, generate; --attn METHOD on chosen\n"
+        "                        layers (attnkit run --help; docs/MODEL.md)\n"
+        "  eval ppl|passkey|speed  the model on long texts: perplexity, passkey retrieval (table, PNG heat\n"
+        "                        map), prefill/decode tokens/s; dense and methods side by side (attnkit eval --help)\n"
         "\n"
         "options [default]:\n"
         "  -h, --help            print this help and exit\n"
@@ -237,6 +242,9 @@ static int bad_usage(const char *fmt, const char *arg) {
 }
 
 int main(int argc, char **argv) {
+    /* the model commands have their own options (tools/attnkit/run.c, model_eval.c) */
+    if (argc >= 2 && !strcmp(argv[1], "run")) return mode_run(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "eval")) return mode_model_eval(argc - 1, argv + 1);
     options o;
     memset(&o, 0, sizeof o);
     o.reps = 5;
