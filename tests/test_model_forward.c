@@ -253,11 +253,19 @@ static void group_ppl(void) {
     free(ids);
 }
 
+/* max over positions of max_v |a - b| / max_v |b| (the position's largest logit): scale-relative, so that the
+ * many near-zero logits of unlikely tokens do not dominate. NaN -> infinity. */
 static double max_rel_diff(const float *a, const float *b, size_t n) {
+    size_t V = (size_t)g_in.n_vocab;
     double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]) / (fabs(b[i]) > 1 ? fabs(b[i]) : 1);
-        if (!(d <= m)) m = d;   /* NaN -> fails */
+    for (size_t p = 0; p < n / V; p++) {
+        double top = 1e-30, d = 0;
+        for (size_t v = 0; v < V; v++) {
+            double x = fabs((double)b[p * V + v]), e = fabs((double)a[p * V + v] - b[p * V + v]);
+            if (x > top) top = x;
+            if (!(e <= d)) d = e;
+        }
+        if (!(d / top <= m)) m = d / top;
     }
     return m;
 }
@@ -275,8 +283,8 @@ static void group_consistency(const int32_t *ids, int n) {
     for (int p = 0; p < n; p++) agree += argmax(bf + (size_t)p * V, (int)V) == argmax(base + (size_t)p * V, (int)V);
     printf("consistency: chunk 7 vs 512 %.3g, token-by-token vs 512 %.3g, bf16 KV vs f32 %.3g (top-1 %d/%d)\n", d7, d1, dbf,
            agree, n);
-    CHECK(d7 <= 1e-3, "chunked prefill differs by %.3g", d7);
-    CHECK(d1 <= 1e-3, "decode steps differ from prefill by %.3g", d1);
+    CHECK(d7 <= 1e-4, "chunked prefill differs by %.3g", d7);
+    CHECK(d1 <= 1e-4, "decode steps differ from prefill by %.3g", d1);
     CHECK(dbf <= 5e-2 && agree >= n * 95 / 100, "bf16 KV: %.3g, top-1 %d/%d", dbf, agree, n);
     /* 1 thread vs the default: bitwise */
     int nt = ak_ctx_get_num_threads(g_ctx);
@@ -443,7 +451,7 @@ int main(int argc, char **argv) {
     logits_fix f;
     int have = read_logits_fixture(&f) == 0;
     const char *quick = getenv("AK_MODEL_QUICK");
-    int n = have ? (quick && *quick && *quick != '0' ? 48 : 160) : 0;
+    int n = have ? (quick && *quick && *quick != '0' ? 32 : 96) : 0;
     if (have && n > f.n) n = f.n;
     if (!strcmp(group, "logits")) group_logits();
     else if (!strcmp(group, "ppl")) group_ppl();

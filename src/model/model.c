@@ -447,13 +447,13 @@ static ak_status forward_chunk(ak_session *s, const int32_t *tok, int32_t n) {
         float base = L->local ? in->rope_base_local : in->rope_base_global;
         float rscale = L->local ? 1.0f : m->rope_scale_global;
 #ifdef AK_USE_OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (n >= 8)
 #endif
         for (int32_t i = 0; i < n; i++) ak__rmsnorm(A + i * E, X + i * E, L->attn_norm, E, in->rms_eps);
         if ((st = qgemm(s, &L->wq, A, n, Qb)) || (st = qgemm(s, &L->wk, A, n, Kb)) || (st = qgemm(s, &L->wv, A, n, Vb)))
             return st;
 #ifdef AK_USE_OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (n >= 8)
 #endif
         for (int32_t i = 0; i < n; i++) {
             int64_t p = (int64_t)s->pos + i;
@@ -472,7 +472,7 @@ static ak_status forward_chunk(ak_session *s, const int32_t *tok, int32_t n) {
         if ((st = ak__session_attention(s, l, n, Qb, Kb, Vb, O))) return st;
         if ((st = qgemm(s, &L->wo, O, n, Y))) return st;
 #ifdef AK_USE_OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (n >= 8)
 #endif
         for (int32_t i = 0; i < n; i++) {
             float *y = Y + i * E, *x = X + i * E;
@@ -482,12 +482,12 @@ static ak_status forward_chunk(ak_session *s, const int32_t *tok, int32_t n) {
         }
         if ((st = qgemm(s, &L->wgate, A, n, G)) || (st = qgemm(s, &L->wup, A, n, U))) return st;
 #ifdef AK_USE_OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (n >= 8)
 #endif
         for (int64_t j = 0; j < (int64_t)n * F; j++) G[j] = gelu_tanh(G[j]) * U[j];
         if ((st = qgemm(s, &L->wdown, G, n, Y))) return st;
 #ifdef AK_USE_OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (n >= 8)
 #endif
         for (int32_t i = 0; i < n; i++) {
             float *y = Y + i * E, *x = X + i * E;
@@ -596,7 +596,7 @@ static ak_status nll_each(ak_session *s, int32_t off, int32_t c, void *user) {
         int nt = nthreads(s);
         (void)nt;
 #ifdef AK_USE_OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (hi - lo >= 2)
 #endif
         for (int32_t r = lo; r < hi; r++) {
             const float *z = j->scratch + (int64_t)(r - lo) * V;
