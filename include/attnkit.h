@@ -1840,7 +1840,7 @@ AK_API ak_status ak_dequantize(ak_ctx *ctx, int32_t type, const void *src, float
  * block), times m rows of f32 activations x (row stride ldx >= n_in), into f32 y (row stride ldy >= n_out).
  * Weights are dequantized on the fly (never materialised whole) to exactly the values of ak_dequantize;
  * the products accumulate in f32 (x is not quantized). m <= 4 runs a fused dequantize-dot (memory-bound
- * decode; per output 32 lanes of partial sums); larger m dequantizes panels of W once and runs a
+ * decode; per output 8 to 32 lanes of partial sums); larger m dequantizes panels of W once and runs a
  * register-blocked f32 GEMM on them (per output one FMA chain in k order). So y's rows for m <= 4 and for
  * m > 4 may differ in the last bits; accuracy: within 2x the error of a naive f32 dot (docs/model/qgemm.md).
  * Threads: the context's. Deterministic: the bytes of y do not depend on the thread count.
