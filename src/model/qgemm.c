@@ -17,17 +17,20 @@
 #include <omp.h>
 #endif
 
-/* gemm blocking: a thread packs QG_NC weight rows x kc inputs (QG_NC * kc * 4 bytes: 320 KiB for the model's
- * 640-wide rows, in L2) and sweeps every row of x over it, mr rows at a time; the x rows of one sweep (mr * kc
- * floats) stay in L1/L2 while the nr-wide sub-panels stream past. Rows longer than QG_KC_MAX are cut into
+/* gemm blocking: a thread packs nc weight rows x kc inputs (a panel of at most QG_PANEL_BYTES, nc >= QG_NC: in
+ * L2) and sweeps rows of x over it, mr rows at a time; the x rows of one sweep (mr * kc floats, 30 KiB at most)
+ * stay in L1 while the nr-wide sub-panels stream past from L2. Rows longer than QG_KC_MAX are cut into
  * block-aligned slices of about QG_KC_TARGET inputs (y accumulates between slices). */
 #define QG_NC 128
-#define QG_KC_MAX 1024
+#define QG_PANEL_BYTES (384 << 10)
+#define QG_KC_MAX 640
 #define QG_KC_TARGET 512
 /* below this many multiply-adds a call runs on one thread (a parallel region costs a few microseconds) */
 #define QG_SERIAL_MACS (1 << 16)
-/* gemm: an m slice of a work item has at least this many rows (each slice re-packs its panel) */
+/* gemm: an m slice of a work item has at least QG_MC_MIN rows (each slice re-packs its panel) when it is cut
+ * for the threads, and at most QG_MC_MAX rows (x rows streamed per panel: 512 x 640 floats = 1.3 MB) */
 #define QG_MC_MIN 96
+#define QG_MC_MAX 512
 
 const ak_qgemm_kernels *ak__qgemm_kernels_for(ak_isa isa) {
 #ifdef AK_HAVE_AVX512_KERNELS
@@ -122,8 +125,6 @@ static ak_status run_gemm(const ak_ctx *ctx, const ak_qgemm_kernels *k, int32_t 
                           int64_t ldy) {
     const int64_t be = ak_qtype_block_elems(type);
     const int mr = k->mr, nr = k->nr;
-    int64_t nc = qg_env("AK_QG_NC", QG_NC, 1, 1 << 16);
-    nc = ceil_div(nc, nr) * nr;
     int64_t kc_max = qg_env("AK_QG_KC", QG_KC_MAX, 1, 1 << 20), kc_target = kc_max < QG_KC_TARGET ? kc_max : QG_KC_TARGET;
     int64_t kc = n_in;
     if (n_in > kc_max) {
@@ -131,6 +132,10 @@ static ak_status run_gemm(const ak_ctx *ctx, const ak_qgemm_kernels *k, int32_t 
         kc = ceil_div(ceil_div(n_in, kslices), be) * be;
     }
     if (kc > n_in) kc = n_in;
+    int64_t nc = QG_PANEL_BYTES / (4 * kc) / nr * nr;
+    if (nc < QG_NC) nc = QG_NC;
+    nc = qg_env("AK_QG_NC", nc, 1, 1 << 16);
+    nc = ceil_div(nc, nr) * nr;
     if (nc > ceil_div(n_out, nr) * nr) nc = ceil_div(n_out, nr) * nr;
 
     int nt = ctx->n_threads;
@@ -143,6 +148,10 @@ static ak_status run_gemm(const ak_ctx *ctx, const ak_qgemm_kernels *k, int32_t 
         if (slices > most) slices = most;
         if (slices < 1) slices = 1;
     }
+    /* ... and never more than QG_MC_MAX rows of x per item, so that the x rows one pass over a panel streams
+     * stay in L3 for the next panels (the threads run the panels of one m-block side by side, see `it`) */
+    int64_t mc_max = qg_env("AK_QG_MC", QG_MC_MAX, 1, INT64_MAX / 2);
+    if (slices < ceil_div(m, mc_max)) slices = ceil_div(m, mc_max);
     int64_t mc = ceil_div(ceil_div(m, slices), mr) * mr;
     slices = ceil_div(m, mc);
     int64_t items = panels * slices;
@@ -176,7 +185,7 @@ static ak_status run_gemm(const ak_ctx *ctx, const ak_qgemm_kernels *k, int32_t 
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t it = 0; it < items; it++) {
-            int64_t p = it / slices, s = it % slices;
+            int64_t s = it / panels, p = it % panels;   /* m-block major: the x rows are shared while hot */
             int64_t o0 = p * nc, on = n_out - o0 < nc ? n_out - o0 : nc;
             int64_t i0 = s * mc, in = m - i0 < mc ? m - i0 : mc;
             for (int64_t k0 = 0; k0 < n_in; k0 += kc) {

@@ -117,20 +117,23 @@ static void usage_main(FILE *f) {
 
 static void usage_sub(int sub, FILE *f) {
     if (sub == SUB_PPL)
-        fprintf(f, "usage: attnkit eval ppl -f FILE -c CTX [--chunks K] [common options]\n"
-                   "  tokenize FILE with BOS; chunk i = tokens [i*CTX, (i+1)*CTX) with its first token set to BOS, fresh\n"
-                   "  cache per chunk; positions CTX/2 .. CTX-2 scored (predicting the next token). Needs >= 2*CTX tokens.\n"
-                   "  --chunks K: at most K chunks (default: all). Prints the running [i]ppl and PPL = x +/- err per method,\n"
-                   "  with each method's top-1 agreement with dense and mean |nll - nll_dense|.\n");
+        fprintf(
+            f,
+            "usage: attnkit eval ppl -f FILE -c CTX [--chunks K] [common options]\n"
+            "  tokenize FILE with BOS; chunk i = tokens [i*CTX, (i+1)*CTX) with its first token set to BOS, fresh\n"
+            "  cache per chunk; positions CTX/2 .. CTX-2 scored (predicting the next token). Needs >= 2*CTX tokens.\n"
+            "  --chunks K: at most K chunks (default: all). Prints the running [i]ppl and PPL = x +/- err per method,\n"
+            "  with each method's top-1 agreement with dense and mean |nll - nll_dense|.\n");
     else if (sub == SUB_PASSKEY)
-        fprintf(f, "usage: attnkit eval passkey [--lengths L,...] [--depths D,...] [--trials T] [--seed S]\n"
-                   "                            [--haystack FILE] [--png FILE] [common options]\n"
-                   "  --lengths   prompt lengths in tokens (default 1024,2048,4096,8192,16384,32768; 'k' = *1024; capped\n"
-                   "              at the model's context minus the %d answer tokens)\n"
-                   "  --depths    needle depth in %% of the haystack (default 0,10,...,100)\n"
-                   "  --trials    keys per (length, depth) (default 1); --seed S (default 1) makes the keys\n"
-                   "  --haystack  natural haystack: text of FILE cut to the length (default: llama-passkey's junk)\n"
-                   "  --png       heat map, one panel per method (green found, red missed)\n",
+        fprintf(f,
+                "usage: attnkit eval passkey [--lengths L,...] [--depths D,...] [--trials T] [--seed S]\n"
+                "                            [--haystack FILE] [--png FILE] [common options]\n"
+                "  --lengths   prompt lengths in tokens (default 1024,2048,4096,8192,16384,32768; 'k' = *1024; capped\n"
+                "              at the model's context minus the %d answer tokens)\n"
+                "  --depths    needle depth in %% of the haystack (default 0,10,...,100)\n"
+                "  --trials    keys per (length, depth) (default 1); --seed S (default 1) makes the keys\n"
+                "  --haystack  natural haystack: text of FILE cut to the length (default: llama-passkey's junk)\n"
+                "  --png       heat map, one panel per method (green found, red missed)\n",
                 EV_PASSKEY_GEN);
     else
         fprintf(f, "usage: attnkit eval speed [--lengths L,...] [--gen N] [--reps R] [-f FILE] [common options]\n"
@@ -219,7 +222,8 @@ static int parse_args(ev *e, int argc, char **argv) {
             e->chunks = (int)x;
         } else if (opt(e, a, "--lengths", NULL, SUB_PASSKEY | SUB_SPEED, 1, v, &i, &err)) {
             e->n_lengths = ev_list(v, e->lengths, EV_MAX_LENGTHS, 64, 1 << 24);
-            if (e->n_lengths < 0) return bad(e, "--lengths '%s': up to 32 comma-separated lengths >= 64 ('32k' = 32768)", v);
+            if (e->n_lengths < 0)
+                return bad(e, "--lengths '%s': up to 32 comma-separated lengths >= 64 ('32k' = 32768)", v);
         } else if (opt(e, a, "--depths", NULL, SUB_PASSKEY, 1, v, &i, &err)) {
             e->n_depths = ev_list(v, e->depths, 101, 0, 100);
             if (e->n_depths < 0) return bad(e, "--depths '%s': comma-separated percentages in [0, 100]", v);
@@ -265,8 +269,10 @@ static int ev_load(ev *e) {
     if (e->layers) {
         int32_t ls[256];
         if (mc_parse_layers(e->m, e->layers, ls, 256) <= 0) {
-            fprintf(stderr, "attnkit eval %s: --attn-layers '%s': a comma list of layer numbers in [0, %d), 'global' or 'all'\n",
-                    e->subname, e->layers, e->in.n_layer);
+            fprintf(
+                stderr,
+                "attnkit eval %s: --attn-layers '%s': a comma list of layer numbers in [0, %d), 'global' or 'all'\n",
+                e->subname, e->layers, e->in.n_layer);
             return 2;
         }
     }
@@ -450,9 +456,10 @@ static int run_ppl(ev *e) {
             json_head(e, stdout, k);
             printf(",\"file\":");
             json_str(stdout, e->file);
-            printf(",\"ctx\":%d,\"n_chunks\":%d,\"tokens\":%d,\"scored\":%ld,\"final\":true,\"ppl\":%.6f,\"ppl_err\":%.6f,"
-                   "\"nll_mean\":%.8f,\"top1_agree\":%.6f,\"mean_abs_dnll\":%.8f,\"tok_s\":%.2f,\"seconds\":%.3f}\n",
-                   C, n_chunk, n, a->cnt, ppl, err, mean, agree, absd, tps, a->secs);
+            printf(
+                ",\"ctx\":%d,\"n_chunks\":%d,\"tokens\":%d,\"scored\":%ld,\"final\":true,\"ppl\":%.6f,\"ppl_err\":%.6f,"
+                "\"nll_mean\":%.8f,\"top1_agree\":%.6f,\"mean_abs_dnll\":%.8f,\"tok_s\":%.2f,\"seconds\":%.3f}\n",
+                C, n_chunk, n, a->cnt, ppl, err, mean, agree, absd, tps, a->secs);
         } else {
             if (k == 0) {
                 printf("Final estimate: PPL = %.4f +/- %.5f   (%s)\n\n", ppl, err, e->methods[0]);
@@ -479,9 +486,11 @@ done:
 
 /* ---- passkey ---- */
 
-static const char PK_PREFIX[] = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize "
-                                "them. I will quiz you about the important information there.";
-static const char PK_JUNK[] = " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
+static const char PK_PREFIX[] =
+    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize "
+    "them. I will quiz you about the important information there.";
+static const char PK_JUNK[] =
+    " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 static const char PK_SUFFIX[] = " What is the pass key? The pass key is";
 
 typedef struct {
@@ -573,11 +582,16 @@ static int pk_fit(ev *e, pk_shape *sh, int32_t max_tok, int32_t len_label) {
         double per = (n64 - n0) / 64.0;
         sh->n_junk = per > 0 ? (int32_t)((max_tok - n0) / per) : 0;
         /* the estimate may be off by a repetition or two: step to the largest count that fits */
+        int32_t nt = 0;
+        for (; sh->n_junk >= 1; sh->n_junk--) {
+            if (pk_build(&b, sh, 0, 50000)) goto oom;
+            if ((nt = pk_count(e, b.p, b.n, NULL)) < 0) goto out;
+            if (nt <= max_tok) break;
+        }
         for (int it = 0; it < 8 && sh->n_junk >= 1; it++) {
             sh->n_junk++;
             if (pk_build(&b, sh, 0, 50000)) goto oom;
-            int32_t nt = pk_count(e, b.p, b.n, NULL);
-            if (nt < 0) goto out;
+            if ((nt = pk_count(e, b.p, b.n, NULL)) < 0) goto out;
             if (nt > max_tok) {
                 sh->n_junk--;
                 break;
@@ -604,9 +618,10 @@ static int pk_fit(ev *e, pk_shape *sh, int32_t max_tok, int32_t len_label) {
             nh--;   /* BOS */
             if (hb == sh->hay_len && nh < target) {
                 if (nh < target * 9 / 10) {
-                    fprintf(stderr,
-                            "attnkit eval passkey: the haystack %s has %d tokens, too short for a prompt of %d tokens\n",
-                            e->haystack, nh, max_tok);
+                    fprintf(
+                        stderr,
+                        "attnkit eval passkey: the haystack %s has %d tokens, too short for a prompt of %d tokens\n",
+                        e->haystack, nh, max_tok);
                     goto out;
                 }
                 break;
@@ -695,7 +710,8 @@ static void draw_text(canvas *cv, int x, int y, const char *s, int max_chars, co
     }
 }
 
-static int heat_png(const ev *e, const int32_t *lens, int nl, const int *found, const int *runs, char *err, size_t errlen) {
+static int heat_png(const ev *e, const int32_t *lens, int nl, const int *found, const int *runs, char *err,
+                    size_t errlen) {
     const int M = e->n_methods, nd = e->n_depths;
     const int cw = 40, chh = 18, left = 40, top = 38, gap = 24;
     int pw = left + nl * cw;
@@ -808,7 +824,8 @@ static int run_passkey(ev *e) {
     size_t cells = (size_t)M * ND * NL;
     int *found = (int *)calloc(cells, sizeof(int)), *runs = (int *)calloc(cells, sizeof(int));
     int *same = (int *)calloc((size_t)M * NL, sizeof(int)), *cmp = (int *)calloc((size_t)M * NL, sizeof(int));
-    double *pf_s = (double *)calloc((size_t)M * NL, sizeof(double)), *pf_t = (double *)calloc((size_t)M * NL, sizeof(double));
+    double *pf_s = (double *)calloc((size_t)M * NL, sizeof(double)),
+           *pf_t = (double *)calloc((size_t)M * NL, sizeof(double));
     int32_t *ptoks = (int32_t *)calloc((size_t)NL, sizeof(int32_t));
     float *logits = (float *)malloc(sizeof(float) * (size_t)e->in.n_vocab);
     pk_shape shapes[EV_MAX_LENGTHS];
@@ -892,8 +909,8 @@ static int run_passkey(ev *e) {
                                "\"answer\":",
                                e->lengths[l], n, e->depths[d], tr, key, ok ? "true" : "false");
                         json_str(stdout, answers[k]);
-                        printf(",\"same_as_dense\":%s,\"prefill_s\":%.4f,\"prefill_tok_s\":%.2f}\n", sm ? "true" : "false",
-                               dt, n / dt);
+                        printf(",\"same_as_dense\":%s,\"prefill_s\":%.4f,\"prefill_tok_s\":%.2f}\n",
+                               sm ? "true" : "false", dt, n / dt);
                         fflush(stdout);
                     } else if (!e->quiet) {
                         fprintf(stderr, "  L=%-6d depth %3d%% key %5d  %-28.28s %-6s %6.0f tok/s  answer:%s\n", n,
@@ -922,8 +939,9 @@ static int run_passkey(ev *e) {
     } else {
         printf("passkey retrieval: model %s, haystack %s, %d trial(s) per cell, greedy answer of up to %d tokens\n",
                e->in.name, e->haystack ? e->haystack : "synthetic (llama-passkey junk)", e->trials, EV_PASSKEY_GEN);
-        printf("rows: needle depth in %% of the haystack (0 = right after the instructions, 100 = right before the\n"
-               "question); columns: prompt length in tokens (requested; actual <= it); cell: keys found / keys asked\n");
+        printf(
+            "rows: needle depth in %% of the haystack (0 = right after the instructions, 100 = right before the\n"
+            "question); columns: prompt length in tokens (requested; actual <= it); cell: keys found / keys asked\n");
         for (int k = 0; k < M; k++) {
             printf("\n%s%s%s\n", e->methods[k], k ? " on layers " : "", k ? (e->layers ? e->layers : "global") : "");
             printf("%-12s", "depth\\len");
@@ -1142,29 +1160,33 @@ static int run_speed(ev *e) {
                 size_t ix = ((size_t)k * NL + l) * R + r;
                 pf[ix] = L / tp;
                 dc[ix] = G > 0 ? G / td : 0;
-                ap[ix] = (s1.seconds_attention - s0.seconds_attention) / (s1.seconds_prefill - s0.seconds_prefill + 1e-12);
-                ad[ix] = G > 0 ? (s2.seconds_attention - s1.seconds_attention) / (s2.seconds_decode - s1.seconds_decode + 1e-12)
+                ap[ix] =
+                    (s1.seconds_attention - s0.seconds_attention) / (s1.seconds_prefill - s0.seconds_prefill + 1e-12);
+                ad[ix] = G > 0 ? (s2.seconds_attention - s1.seconds_attention) /
+                                     (s2.seconds_decode - s1.seconds_decode + 1e-12)
                                : 0;
                 plan[ix] = s1.seconds_planning - s0.seconds_planning;
                 dens[(size_t)k * NL + l] = k ? s1.sparse_density : 0.0;
             }
         for (int k = 0; k < M; k++) {
             size_t ix = ((size_t)k * NL + l) * R;
-            double p = ev_median(pf + ix, R), dd = ev_median(dc + ix, R), sp = ev_median(ap + ix, R), sd = ev_median(ad + ix, R);
+            double p = ev_median(pf + ix, R), dd = ev_median(dc + ix, R), sp = ev_median(ap + ix, R),
+                   sd = ev_median(ad + ix, R);
             double pl = ev_median(plan + ix, R);
             double dn = dens[(size_t)k * NL + l];
             if (e->json) {
                 json_head(e, stdout, k);
                 printf(",\"text\":");
                 json_str(stdout, e->file ? e->file : "synthetic");
-                printf(",\"L\":%d,\"prompt_tokens\":%d,\"gen\":%d,\"reps\":%d,\"chunk\":%d,\"prefill_tok_s\":%.3f,"
-                       "\"prefill_s\":%.5f,\"decode_tok_s\":%.3f,\"decode_ms_per_tok\":%.4f,\"attn_share_prefill\":%.4f,"
-                       "\"attn_share_decode\":%.4f,\"planning_s\":%.5f,\"sparse_density\":%.5f}\n",
-                       L, L, G, R, e->chunk ? e->chunk : 512, p, L / p, dd, dd > 0 ? 1000.0 / dd : 0.0, sp, sd, pl, dn);
+                printf(
+                    ",\"L\":%d,\"prompt_tokens\":%d,\"gen\":%d,\"reps\":%d,\"chunk\":%d,\"prefill_tok_s\":%.3f,"
+                    "\"prefill_s\":%.5f,\"decode_tok_s\":%.3f,\"decode_ms_per_tok\":%.4f,\"attn_share_prefill\":%.4f,"
+                    "\"attn_share_decode\":%.4f,\"planning_s\":%.5f,\"sparse_density\":%.5f}\n",
+                    L, L, G, R, e->chunk ? e->chunk : 512, p, L / p, dd, dd > 0 ? 1000.0 / dd : 0.0, sp, sd, pl, dn);
             } else {
                 if (k == 0)
-                    printf("\n%-32s %8s %12s %10s %12s %10s %9s\n", "method", "L", "prefill t/s", "attn %", "decode t/s",
-                           "attn %", "density");
+                    printf("\n%-32s %8s %12s %10s %12s %10s %9s\n", "method", "L", "prefill t/s", "attn %",
+                           "decode t/s", "attn %", "density");
                 char ds[16];
                 snprintf(ds, sizeof ds, dn > 0 ? "%.3f" : "-", dn);
                 printf("%-32.32s %8d %12.1f %9.0f%% %12.1f %9.0f%% %9s\n", e->methods[k], L, p, 100 * sp, dd, 100 * sd,
@@ -1205,7 +1227,8 @@ int mode_model_eval(int argc, char **argv) {
     else if (!strcmp(argv[1], "passkey")) e.sub = SUB_PASSKEY;
     else if (!strcmp(argv[1], "speed")) e.sub = SUB_SPEED;
     else {
-        fprintf(stderr, "attnkit eval: unknown subcommand '%s': ppl, passkey or speed (attnkit eval --help)\n", argv[1]);
+        fprintf(stderr, "attnkit eval: unknown subcommand '%s': ppl, passkey or speed (attnkit eval --help)\n",
+                argv[1]);
         return 2;
     }
     e.model = getenv("AK_MODEL_GGUF");

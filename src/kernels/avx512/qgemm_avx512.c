@@ -7,7 +7,8 @@
  * (c * d is a power-of-two multiple of d, exact); where it computes a * q +- b with an exact product a * q
  * (see mul_add2), one FMA rounds the same way.
  *   gemv: per weight row, blocks decoded in registers and FMA'd with the m activation rows; per row 2 x 16
- *         lanes of partial sums (lane = k mod 32), reduced once at the end.
+ *         lanes of partial sums (lane = k mod 32; K-quants: 2 to 8 x 16), reduced once at the end, 16 rows at a
+ *         time.
  *   pack: 16 rows at a time dequantized into scratch, then 16 x 16 transposes into the k-major panel.
  *   tile: 12 x 32 register tile (24 accumulators); x[i][k] broadcast, two panel vectors per k.
  */
@@ -50,33 +51,27 @@ AK_AI __m512 bc(const float *p) { return _mm512_set1_ps(*p); }
 #define TABLE_WRITTEN(t) __asm__("" : : "r"(t) : "memory")
 
 /* ---- scale tables ----
- * 32-blocks, for n <= 16 consecutive blocks at b0 (stride BB): ta[j] = d; tb[j] = -c d (Q4_0: c = 8, Q5_0:
+ * 32-blocks, for n <= TAB consecutive blocks at b0 (stride BB): ta[j] = d; tb[j] = -c d (Q4_0: c = 8, Q5_0:
  * c = 16; exact) or m (Q4_1, Q5_1). The fp16 fields are copied with scalar loads and stores (load and store
- * ports only; a vpgatherdd costs more than the 16 blocks' arithmetic) and converted 16 at a time. */
+ * ports only; a vpgatherdd costs more than 16 blocks' arithmetic) and converted 16 at a time. */
+#define TAB 64
 AK_AI void prep32(const int32_t T, const int BB, const uint8_t *b0, int n, float *ta, float *tb) {
-    uint32_t raw[16] __attribute__((aligned(64)));
+    uint32_t raw[TAB] __attribute__((aligned(64)));
     const int two = T == AK_Q_Q4_1 || T == AK_Q_Q5_1;   /* d and m */
-    if (n < 16) memset(raw, 0, sizeof raw);
-    if (n == 16) {
+    int j0 = 0;
+    for (; j0 + 4 <= n; j0 += 4) {   /* 4 bytes per block: inside the block for every type */
         AK_UNROLL
-        for (int j = 0; j < 16; j++) {
-            uint32_t v;
-            memcpy(&v, b0 + (size_t)j * BB, 4);   /* 4 bytes: inside the block for every type */
-            raw[j] = v;
-        }
-    } else {
-        for (int j = 0; j < n; j++) {
-            uint32_t v;
-            memcpy(&v, b0 + (size_t)j * BB, 4);
-            raw[j] = v;
-        }
+        for (int u = 0; u < 4; u++) memcpy(raw + j0 + u, b0 + (size_t)(j0 + u) * BB, 4);
     }
-    const __m512i g = _mm512_load_si512((const void *)raw);
-    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));   /* the low halves: d */
-    _mm512_store_ps(ta, d);
-    if (T == AK_Q_Q4_0) _mm512_store_ps(tb, _mm512_mul_ps(d, _mm512_set1_ps(-8.0f)));
-    if (T == AK_Q_Q5_0) _mm512_store_ps(tb, _mm512_mul_ps(d, _mm512_set1_ps(-16.0f)));
-    if (two) _mm512_store_ps(tb, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
+    for (; j0 < n; j0++) memcpy(raw + j0, b0 + (size_t)j0 * BB, 4);
+    for (int j = 0; j < n; j += 16) {
+        const __m512i g = _mm512_maskz_load_epi32(n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u), raw + j);
+        const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));   /* the low halves: d */
+        _mm512_store_ps(ta + j, d);
+        if (T == AK_Q_Q4_0) _mm512_store_ps(tb + j, _mm512_mul_ps(d, _mm512_set1_ps(-8.0f)));
+        if (T == AK_Q_Q5_0) _mm512_store_ps(tb + j, _mm512_mul_ps(d, _mm512_set1_ps(-16.0f)));
+        if (two) _mm512_store_ps(tb + j, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g, 16))));
+    }
     TABLE_WRITTEN(ta);
     TABLE_WRITTEN(tb);
 }
@@ -260,20 +255,57 @@ AK_AI int bb_of(const int32_t T) {
 
 /* ================================= gemv ================================= */
 
+/* out[r] = the sum of the 16 lanes of v[r], r = 0..15: a 16 x 16 transpose-and-add in four levels (about 3
+ * operations per row instead of 9 for a reduction of its own). Every row's lanes are added in the same fixed
+ * tree, whatever the other rows hold: a row's sum does not depend on which rows share the call. */
+AK_AI __m512 reduce16(const __m512 *v) {
+    __m512 u[8], w[4];
+    AK_UNROLL
+    for (int i = 0; i < 8; i++) u[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    AK_UNROLL
+    for (int i = 0; i < 4; i++) {
+        const __m512d a = _mm512_castps_pd(u[2 * i]), b = _mm512_castps_pd(u[2 * i + 1]);
+        w[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    /* w[i], 128-bit lane L: rows 4 i .. 4 i + 3, partial sums of their lane L */
+    const __m512 x0 = _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD));
+    const __m512 x1 = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], 0x88), _mm512_shuffle_f32x4(w[2], w[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x0, x1, 0x88), _mm512_shuffle_f32x4(x0, x1, 0xDD));
+}
+
+/* The finished rows' partial sums are parked in part[i][r % 16] and reduced 16 rows at a time (the last
+ * group padded with zero vectors: the same per-row tree). */
+AK_AI void park(const int M, __m512 (*part)[16], const __m512 *sum, int64_t r, int64_t r_first, int64_t n_rows,
+                float *y, int64_t ldy) {
+    const int slot = (int)((r - r_first) & 15);
+    AK_UNROLL
+    for (int i = 0; i < M; i++) part[i][slot] = sum[i];
+    if (slot == 15 || r == n_rows - 1) {
+        const int cnt = slot + 1;
+        const int64_t r0 = r - slot;
+        AK_UNROLL
+        for (int i = 0; i < M; i++) {
+            for (int j = cnt; j < 16; j++) part[i][j] = _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(y + (size_t)i * (size_t)ldy + (size_t)r0, (__mmask16)((1u << cnt) - 1u), reduce16(part[i]));
+        }
+    }
+}
+
 AK_AI void gemv_tm(const int32_t T, const int M, const uint8_t *w, size_t rb, int64_t n_rows, int64_t n_in,
                    const float *x, int64_t ldx, float *y, int64_t ldy) {
     const int BE = be_of(T), BB = bb_of(T), NV = BE / 16;
     const int64_t nb = n_in / BE;
     __m512 acc[AK_QG_GEMV_MAX][2];
+    __m512 part[AK_QG_GEMV_MAX][16];
     AK_UNROLL
     for (int i = 0; i < AK_QG_GEMV_MAX; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     if (BE == 32) {
-        /* (row, chunk of 16 blocks) in sequence; the scale table of the next chunk is built before the current
-         * one is decoded (double buffer): its scalar stores reach the vector load through memory, a ~15-cycle
-         * store-forwarding stall that the current chunk's work now hides */
-        const int64_t nch = (nb + 15) / 16, total = n_rows * nch;
-        float tab[2][2][16] __attribute__((aligned(64)));
-        prep32(T, BB, w, nb < 16 ? (int)nb : 16, tab[0][0], tab[0][1]);
+        /* (row, chunk of up to TAB blocks: a whole row of the model) in sequence; the scale table of the next
+         * chunk is built before the current one is decoded (double buffer): its scalar stores reach the vector
+         * load through memory, a store-forwarding stall that the current chunk's work hides */
+        const int64_t nch = (nb + TAB - 1) / TAB, total = n_rows * nch;
+        float tab[2][2][TAB] __attribute__((aligned(64)));
+        prep32(T, BB, w, nb < TAB ? (int)nb : TAB, tab[0][0], tab[0][1]);
         int64_t r = 0, c = 0;   /* row and chunk of step it (no divisions: an idiv costs more than a block) */
         for (int64_t it = 0; it < total; it++) {
             int64_t r1 = r, c1 = c + 1;
@@ -282,17 +314,17 @@ AK_AI void gemv_tm(const int32_t T, const int M, const uint8_t *w, size_t rb, in
                 r1++;
             }
             if (it + 1 < total) {
-                const int n1 = nb - 16 * c1 < 16 ? (int)(nb - 16 * c1) : 16;
-                prep32(T, BB, w + (size_t)r1 * rb + (size_t)(16 * c1) * BB, n1, tab[(it + 1) & 1][0], tab[(it + 1) & 1][1]);
+                const int n1 = nb - TAB * c1 < TAB ? (int)(nb - TAB * c1) : TAB;
+                prep32(T, BB, w + (size_t)r1 * rb + (size_t)(TAB * c1) * BB, n1, tab[(it + 1) & 1][0], tab[(it + 1) & 1][1]);
             }
             const float *ta = tab[it & 1][0], *tb = tab[it & 1][1];
             if (c == 0) {
                 AK_UNROLL
                 for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
             }
-            const int n = nb - 16 * c < 16 ? (int)(nb - 16 * c) : 16;
-            const uint8_t *b = w + (size_t)r * rb + (size_t)(16 * c) * BB;
-            const float *xc = x + (size_t)(16 * c) * 32;
+            const int n = nb - TAB * c < TAB ? (int)(nb - TAB * c) : TAB;
+            const uint8_t *b = w + (size_t)r * rb + (size_t)(TAB * c) * BB;
+            const float *xc = x + (size_t)(TAB * c) * 32;
             for (int j = 0; j < n; j++) {
                 __m512 v[2];
                 dq32(T, b + (size_t)j * BB, ta + j, tb + j, v);
@@ -303,29 +335,44 @@ AK_AI void gemv_tm(const int32_t T, const int M, const uint8_t *w, size_t rb, in
                 }
             }
             if (c == nch - 1) {
+                __m512 sum[AK_QG_GEMV_MAX];
                 AK_UNROLL
-                for (int i = 0; i < M; i++)
-                    y[(size_t)i * (size_t)ldy + (size_t)r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+                for (int i = 0; i < M; i++) sum[i] = _mm512_add_ps(acc[i][0], acc[i][1]);
+                park(M, part, sum, r, 0, n_rows, y, ldy);
             }
             r = r1;
             c = c1;
         }
         return;
     }
+    /* K-quants: 16 vectors per block; NA partial sums per activation row, so that the FMA chains are short
+     * enough (16 / NA FMAs per chain and block) for the 4-cycle FMA latency not to be the limit */
+    const int NA = M == 1 ? 8 : M == 2 ? 4 : 2;
     for (int64_t r = 0; r < n_rows; r++) {
         const uint8_t *row = w + (size_t)r * rb;
+        __m512 ak[AK_QG_GEMV_MAX][8];
         AK_UNROLL
-        for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        for (int i = 0; i < M; i++)
+            AK_UNROLL
+            for (int a = 0; a < NA; a++) ak[i][a] = _mm512_setzero_ps();
         FOR_BLOCKS(T, row, nb, q, v, {
             const float *xb = x + (size_t)q * BE;
             AK_UNROLL
             for (int j = 0; j < NV; j++)
                 AK_UNROLL
                 for (int i = 0; i < M; i++)
-                    acc[i][j & 1] = _mm512_fmadd_ps(v[j], _mm512_loadu_ps(xb + (size_t)i * (size_t)ldx + 16 * j), acc[i][j & 1]);
+                    ak[i][j % NA] = _mm512_fmadd_ps(v[j], _mm512_loadu_ps(xb + (size_t)i * (size_t)ldx + 16 * j), ak[i][j % NA]);
         });
+        __m512 sum[AK_QG_GEMV_MAX];
         AK_UNROLL
-        for (int i = 0; i < M; i++) y[(size_t)i * (size_t)ldy + (size_t)r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+        for (int i = 0; i < M; i++) {
+            AK_UNROLL
+            for (int h = NA / 2; h >= 1; h /= 2)   /* fixed pairwise tree */
+                AK_UNROLL
+                for (int a = 0; a < h; a++) ak[i][a] = _mm512_add_ps(ak[i][a], ak[i][a + h]);
+            sum[i] = ak[i][0];
+        }
+        park(M, part, sum, r, 0, n_rows, y, ldy);
     }
 }
 
