@@ -309,16 +309,16 @@ static void group_methods(const int32_t *ids, int n) {
     snprintf(spec, sizeof spec, "streaming:sinks=4,window=%d", n);
     float *st = all_logits(ids, n, 512, AK_F32, spec);
     float *fx = all_logits(ids, n, 512, AK_F32, "flexprefill:gamma=1,min_budget=100000");
-    float *sw = all_logits(ids, n, 512, AK_F32, "streaming:sinks=4,window=64");
+    float *sw = all_logits(ids, n, 512, AK_F32, "streaming:sinks=4,window=32");
     if (!base || !st || !fx || !sw) return;
     double dst = max_rel_diff(st, base, V * (size_t)n), dfx = max_rel_diff(fx, base, V * (size_t)n);
     int agree = 0;
     for (int p = 0; p < n; p++) agree += argmax(sw + (size_t)p * V, (int)V) == argmax(base + (size_t)p * V, (int)V);
-    printf("methods: streaming(window >= n) vs dense %.3g; flexprefill(full budget) vs dense %.3g; streaming(window 64) "
+    printf("methods: streaming(window >= n) vs dense %.3g; flexprefill(full budget) vs dense %.3g; streaming(window 32) "
            "top-1 agreement %d/%d\n", dst, dfx, agree, n);
     CHECK(dst <= 1e-4, "streaming with a full window differs from dense by %.3g", dst);
     CHECK(dfx <= 1e-4, "flexprefill at full budget differs from dense by %.3g", dfx);
-    CHECK(agree >= n * 80 / 100, "streaming(64): top-1 agreement %d/%d", agree, n);
+    CHECK(agree >= n * 80 / 100, "streaming(32): top-1 agreement %d/%d", agree, n);
     free(base);
     free(st);
     free(fx);
@@ -451,7 +451,7 @@ int main(int argc, char **argv) {
     logits_fix f;
     int have = read_logits_fixture(&f) == 0;
     const char *quick = getenv("AK_MODEL_QUICK");
-    int n = have ? (quick && *quick && *quick != '0' ? 32 : 96) : 0;
+    int n = have ? (quick && *quick && *quick != '0' ? 32 : 64) : 0;
     if (have && n > f.n) n = f.n;
     if (!strcmp(group, "logits")) group_logits();
     else if (!strcmp(group, "ppl")) group_ppl();
