@@ -372,6 +372,17 @@ static void group_args(void) {
         free(buf);
     }
     CHECK(memcmp(y, ysave, sizeof y) == 0, "y written by a refused call");
+    /* one row: any ldx / ldy >= the row (nothing beyond row 0 is addressed), through both paths */
+    {
+        float ya[4], yb[4];
+        CHECK_STATUS(ak_qgemm(ctx, AK_Q_Q8_0, w, 4, 64, x, 1, 64, ya, 4), AK_OK);
+        CHECK_STATUS(ak_qgemm(ctx, AK_Q_Q8_0, w, 4, 64, x, 1, INT64_MAX, yb, INT64_MAX), AK_OK);
+        CHECK(memcmp(ya, yb, sizeof ya) == 0, "m = 1 with ldx = ldy = INT64_MAX differs");
+        setenv("AK_QG_GEMV_MAX", "0", 1);   /* m = 1 through the gemm path */
+        CHECK_STATUS(ak_qgemm(ctx, AK_Q_Q8_0, w, 4, 64, x, 1, INT64_MAX, yb, INT64_MAX), AK_OK);
+        unsetenv("AK_QG_GEMV_MAX");
+        for (int o = 0; o < 4; o++) CHECK(fabsf(ya[o] - yb[o]) <= 1e-4f * (1.0f + fabsf(ya[o])), "gemm m = 1: %g vs %g", yb[o], ya[o]);
+    }
     /* empty problems: AK_OK, nothing read or written, pointers may be NULL */
     CHECK_STATUS(ak_qgemm(ctx, AK_Q_Q8_0, NULL, 0, 64, NULL, 2, 64, NULL, 0), AK_OK);
     CHECK_STATUS(ak_qgemm(ctx, AK_Q_Q4_K, NULL, 5, 256, NULL, 0, 256, NULL, 5), AK_OK);

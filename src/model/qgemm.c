@@ -43,7 +43,8 @@ const ak_qgemm_kernels *ak__qgemm_kernels_for(ak_isa isa) {
     return &ak_qgemm_kernels_scalar;
 }
 
-/* Tuning overrides for experiments (bench/qgemm.c): AK_QG_NC, AK_QG_KC, AK_QG_GEMV_MAX. */
+/* Tuning overrides for experiments (docs/model/qgemm.md): AK_QG_NC, AK_QG_KC, AK_QG_MC, AK_QG_COPY_X,
+ * AK_QG_GEMV_MAX. Read at every call. */
 static int64_t qg_env(const char *name, int64_t dflt, int64_t lo, int64_t hi) {
     const char *e = getenv(name);
     if (!e || !*e) return dflt;
@@ -113,13 +114,13 @@ static int x_rows_collide(int64_t ldx, int mr) {
     int64_t forced = qg_env("AK_QG_COPY_X", -1, 0, 1);
     if (forced >= 0) return (int)forced;
     int count[64] = {0};
-    int64_t line = (ldx * 4) / 64;
+    int64_t line = (ldx % 1024) * 4 / 64;   /* only the stride modulo 4 KiB picks the sets (and m = 1 allows any ldx) */
     for (int i = 0; i < mr; i++)
         if (++count[(line * i) % 64] > 4) return 1;
     return 0;
 }
 
-/* ---- prefill: work items = (panel of QG_NC weight rows) x (slice of the rows of x) ---- */
+/* ---- prefill: work items = (panel of nc weight rows) x (slice of the rows of x) ---- */
 static ak_status run_gemm(const ak_ctx *ctx, const ak_qgemm_kernels *k, int32_t type, const uint8_t *w, size_t rb,
                           int64_t n_out, int64_t n_in, const float *x, int64_t m, int64_t ldx, float *y,
                           int64_t ldy) {
