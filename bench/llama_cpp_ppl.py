@@ -17,7 +17,9 @@ n_ctx x n_vocab floats: 34 GB at 32k for a 262k vocabulary).
 Output: the running "[i]ppl" and "Final estimate: PPL = x +/- err" on stderr, and JSON lines on stdout (or
 appended to --out) in the shape of `attnkit eval ppl -o json`: a row per chunk, then a final row with ppl,
 ppl_err, nll_mean, scored, tok_s, and the settings (flash_attn, type_k / type_v). --top1 FILE.npy saves the
-argmax of every scored position (int32, chunk-major) for a top-1 comparison with attnkit.
+argmax of every scored position (int32, chunk-major) for a top-1 comparison with attnkit; --nll-out FILE
+writes every scored position (chunk, pos, next token, nll, argmax; tab-separated, the columns of
+`attnkit eval ppl --nll-out`) for a position-by-position comparison.
 Reference settings for a tight comparison: --kv f32 --flash-attn off (spec gemma3-runner.md §5).
 Without llama-cpp-python installed: prints "skipped: llama-cpp-python not installed" to stderr, exits 0.
 """
@@ -41,6 +43,8 @@ def main():
     ap.add_argument("--batch", type=int, default=512, help="n_batch = n_ubatch (default 512)")
     ap.add_argument("--out", help="append the JSON lines to this file (default stdout)")
     ap.add_argument("--top1", help="save the argmax of every scored position to this .npy file")
+    ap.add_argument("--nll-out", help="every scored position to this file, tab-separated like attnkit eval ppl "
+                    "--nll-out: chunk, pos, next token, nll, argmax")
     a = ap.parse_args()
     try:
         import numpy as np
@@ -53,6 +57,8 @@ def main():
         ap.error("no model: give -m FILE or set AK_MODEL_GGUF")
     if a.ctx < 16 or a.batch < 1 or a.threads < 1 or a.chunks < 0:
         ap.error("-c >= 16, --batch >= 1, --threads >= 1, --chunks >= 0")
+    if not os.path.isfile(a.file):
+        ap.error(f"cannot open {a.file}")
     C = a.ctx
     kvt = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}[a.kv]
     nb = min(a.batch, C)
@@ -89,6 +95,9 @@ def main():
     cnt = 0
     secs = 0.0
     top1 = []
+    fo = open(a.nll_out, "w") if a.nll_out else None
+    if fo:
+        fo.write("chunk\tpos\tnext\tnll:llama.cpp\ttop1:llama.cpp\n")
     print(f"perplexity (llama.cpp): {a.file}, {n} tokens, context {C}, {n_chunk} chunks, "
           f"{C - 1 - first} scored tokens per chunk", file=sys.stderr)
     try:
@@ -127,8 +136,12 @@ def main():
                 s1 += float(nll.sum())
                 s2 += float((nll * nll).sum())
                 cnt += len(rows)
+                am = np.argmax(z, axis=1).astype(np.int32)
                 if a.top1:
-                    top1.append(np.argmax(z, axis=1).astype(np.int32))
+                    top1.append(am)
+                if fo:
+                    for r, j in enumerate(rows):
+                        fo.write(f"{c}\t{j}\t{toks[j + 1]}\t{nll[r]:.6f}\t{am[r]}\n")
             secs += time.perf_counter() - t0
             ppl = math.exp(s1 / cnt)
             print(f"[{c + 1}]{ppl:.4f},", end="", file=sys.stderr, flush=True)
@@ -136,6 +149,8 @@ def main():
             out.flush()
     finally:
         llama_cpp.llama_batch_free(batch)
+        if fo:
+            fo.close()
     mean = s1 / cnt
     ppl = math.exp(mean)
     var = s2 / cnt - mean * mean

@@ -84,10 +84,15 @@ def main():
         return 0
     if not a.model or not os.path.exists(a.model):
         ap.error("no model: give -m FILE or set AK_MODEL_GGUF")
+    if a.file and not os.path.isfile(a.file):
+        ap.error(f"cannot open {a.file}")
     lengths = []
-    for s in a.lengths.split(","):
-        s = s.strip().lower()
-        lengths.append(int(s[:-1]) * 1024 if s.endswith("k") else int(s))
+    try:
+        for s in a.lengths.split(","):
+            s = s.strip().lower()
+            lengths.append(int(s[:-1]) * 1024 if s.endswith("k") else int(s))
+    except ValueError:
+        ap.error(f"--lengths '{a.lengths}': comma-separated integers ('32k' = 32768)")
     if any(L < 2 for L in lengths) or a.gen < 0 or a.reps < 1 or a.threads < 1:
         ap.error("lengths >= 2, --gen >= 0, --reps >= 1, --threads >= 1")
     fas = [x.strip() for x in a.flash_attn.split(",")]

@@ -216,11 +216,9 @@ ak_status ak_model_load(ak_ctx *ctx, const char *path, ak_model **out) {
     m->rope_scale_global = 1.0f;
     ak_status st = ak_gguf_open(ctx, path, &m->g);
     if (st == AK_OK) st = model_read(m);
-    if (st != AK_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", ak_ctx_last_error(ctx));
+    if (st != AK_OK) {   /* the failing call recorded its message on ctx; freeing records nothing */
         ak_model_free(m);
-        return ak__fail(ctx, st, "%s", msg);
+        return st;
     }
     *out = m;
     return AK_OK;

@@ -32,7 +32,7 @@ enum { SUB_PPL = 1, SUB_PASSKEY = 2, SUB_SPEED = 4 };
 typedef struct ev {
     int sub;
     const char *subname;
-    const char *model, *layers, *file, *haystack, *png;
+    const char *model, *layers, *file, *haystack, *png, *nll_out;
     const char *methods[EV_MAX_METHODS];
     int n_methods;
     int threads, json, quiet, chunk;
@@ -123,7 +123,9 @@ static void usage_sub(int sub, FILE *f) {
             "  tokenize FILE with BOS; chunk i = tokens [i*CTX, (i+1)*CTX) with its first token set to BOS, fresh\n"
             "  cache per chunk; positions CTX/2 .. CTX-2 scored (predicting the next token). Needs >= 2*CTX tokens.\n"
             "  --chunks K: at most K chunks (default: all). Prints the running [i]ppl and PPL = x +/- err per method,\n"
-            "  with each method's top-1 agreement with dense and mean |nll - nll_dense|.\n");
+            "  with each method's top-1 agreement with dense and mean |nll - nll_dense|.\n"
+            "  --nll-out F: every scored position to F (tab-separated: chunk, pos, next token, then nll and\n"
+            "  argmax per method), e.g. to compare with bench/llama_cpp_ppl.py --nll-out position by position.\n");
     else if (sub == SUB_PASSKEY)
         fprintf(f,
                 "usage: attnkit eval passkey [--lengths L,...] [--depths D,...] [--trials T] [--seed S]\n"
@@ -217,6 +219,8 @@ static int parse_args(ev *e, int argc, char **argv) {
         } else if (opt(e, a, "-c", "--ctx", SUB_PPL, 1, v, &i, &err)) {
             if (ev_int(v, 16, 1 << 24, &x)) return bad(e, "-c '%s': a context of at least 16 tokens", v);
             e->ctx_len = (int)x;
+        } else if (opt(e, a, "--nll-out", NULL, SUB_PPL, 1, v, &i, &err)) {
+            e->nll_out = v;
         } else if (opt(e, a, "--chunks", NULL, SUB_PPL, 1, v, &i, &err)) {
             if (ev_int(v, 1, 1 << 30, &x)) return bad(e, "--chunks '%s': an integer >= 1", v);
             e->chunks = (int)x;
@@ -348,6 +352,19 @@ static double ev_median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* Fail now, not after hours of runs, when an output file cannot be written (a file left empty is removed). */
+static int out_check(const ev *e, const char *opt, const char *path) {
+    int existed = access(path, F_OK) == 0;
+    FILE *f = fopen(path, "ab");
+    if (!f) {
+        fprintf(stderr, "attnkit eval %s: %s %s: %s\n", e->subname, opt, path, strerror(errno));
+        return 1;
+    }
+    fclose(f);
+    if (!existed) remove(path);
+    return 0;
+}
+
 /* ---- ppl ---- */
 
 typedef struct {
@@ -356,6 +373,12 @@ typedef struct {
 } ppl_acc;
 
 static int run_ppl(ev *e) {
+    const int32_t C = e->ctx_len;
+    if (C > e->in.n_ctx_train) {
+        fprintf(stderr, "attnkit eval ppl: -c %d exceeds the model's context of %d tokens\n", C, e->in.n_ctx_train);
+        return 2;
+    }
+    if (e->nll_out && out_check(e, "--nll-out", e->nll_out)) return 1;
     size_t len;
     char *text = mc_read_file(e->file, &len);
     if (!text) return 1;
@@ -363,12 +386,6 @@ static int run_ppl(ev *e) {
     int rc = mc_tokenize(e->ctx, e->tok, text, len, 0, &ids, &n);
     free(text);
     if (rc) return 1;
-    const int32_t C = e->ctx_len;
-    if (C > e->in.n_ctx_train) {
-        fprintf(stderr, "attnkit eval ppl: -c %d exceeds the model's context of %d tokens\n", C, e->in.n_ctx_train);
-        free(ids);
-        return 2;
-    }
     if ((int64_t)n < 2 * (int64_t)C) {
         fprintf(stderr,
                 "attnkit eval ppl: %s has %d tokens; a context of %d needs at least 2*%d = %d tokens (as "
@@ -386,10 +403,20 @@ static int run_ppl(ev *e) {
     int32_t *chunk = (int32_t *)malloc(sizeof(int32_t) * (size_t)C);
     ppl_acc acc[EV_MAX_METHODS];
     memset(acc, 0, sizeof acc);
+    FILE *fo = NULL;
     rc = 1;
     if (!nll || !top1 || !chunk) {
         fprintf(stderr, "attnkit eval ppl: out of memory\n");
         goto done;
+    }
+    if (e->nll_out) {
+        if (!(fo = fopen(e->nll_out, "w"))) {
+            fprintf(stderr, "attnkit eval ppl: --nll-out %s: %s\n", e->nll_out, strerror(errno));
+            goto done;
+        }
+        fprintf(fo, "chunk\tpos\tnext");
+        for (int k = 0; k < M; k++) fprintf(fo, "\tnll:%s\ttop1:%s", e->methods[k], e->methods[k]);
+        fprintf(fo, "\n");
     }
     if (ev_session(e, C)) goto done;
     if (!e->json) {
@@ -427,6 +454,11 @@ static int run_ppl(ev *e) {
                 a->agree += top1[(size_t)k * ns + j] == top1[j];
                 a->absd += fabs(v - nll[j]);
             }
+        }
+        for (int32_t j = 0; fo && j < ns; j++) {
+            fprintf(fo, "%d\t%d\t%d", c, first + j, chunk[first + j + 1]);
+            for (int k = 0; k < M; k++) fprintf(fo, "\t%.6f\t%d", nll[(size_t)k * ns + j], top1[(size_t)k * ns + j]);
+            fprintf(fo, "\n");
         }
         if (e->json) {
             for (int k = 0; k < M; k++) {
@@ -477,6 +509,10 @@ static int run_ppl(ev *e) {
                " positions of |nll - nll_dense|, natural log; tok/s: chunk tokens through the model per second)\n");
     rc = 0;
 done:
+    if (fo && fclose(fo) && rc == 0) {
+        fprintf(stderr, "attnkit eval ppl: --nll-out %s: write error\n", e->nll_out);
+        rc = 1;
+    }
     free(ids);
     free(nll);
     free(top1);
@@ -765,19 +801,6 @@ static int heat_png(const ev *e, const int32_t *lens, int nl, const int *found, 
     return rc;
 }
 
-/* Fail now, not after hours of runs, when the picture cannot be written (a file left empty is removed). */
-static int png_check(const char *path) {
-    int existed = access(path, F_OK) == 0;
-    FILE *f = fopen(path, "ab");
-    if (!f) {
-        fprintf(stderr, "attnkit eval passkey: --png %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    fclose(f);
-    if (!existed) remove(path);
-    return 0;
-}
-
 static int greedy_answer(ev *e, float *logits, int n_gen, char *out, size_t cap) {
     size_t used = 0;
     out[0] = 0;
@@ -837,7 +860,7 @@ static int run_passkey(ev *e) {
         goto done;
     }
     /* every failure that does not need the model to run comes first: PNG path, methods, haystack sizes */
-    if (e->png && png_check(e->png)) goto done;
+    if (e->png && out_check(e, "--png", e->png)) goto done;
     if (ev_session(e, maxlen + EV_PASSKEY_GEN)) goto done;
     for (int l = 0; l < NL; l++) {
         shapes[l] = (pk_shape){hay, hay_len, 0, 0};

@@ -18,7 +18,9 @@ static double now_s(void) {
 }
 
 int mc_fail(ak_ctx *ctx, ak_status st, const char *what) {
-    fprintf(stderr, "attnkit: %s: %s (%s)\n", what, ak_status_string(st), ctx ? ak_ctx_last_error(ctx) : "");
+    /* the context's message already starts with the status name */
+    const char *msg = ctx ? ak_ctx_last_error(ctx) : NULL;
+    fprintf(stderr, "attnkit: %s: %s\n", what, msg && *msg ? msg : ak_status_string(st));
     return 1;
 }
 
