@@ -275,13 +275,21 @@ static float gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
 }
 
-/* RoPE NEOX on one head vector x[d] at position pos: pairs (i, i + d/2), angle pos * scale * base^(-2i/d). */
-void ak__rope_neox(float *x, int32_t d, int64_t pos, float base, float scale) {
+/* RoPE NEOX angles of position pos: cs[i] = cos, cs[h + i] = sin of pos * scale * base^(-2i/d), i < h = d/2. */
+void ak__rope_angles(float *cs, int32_t d, int64_t pos, float base, float scale) {
     int32_t h = d / 2;
     for (int32_t i = 0; i < h; i++) {
         double theta = (double)pos * (double)scale * pow((double)base, -2.0 * i / (double)d);
-        float c = (float)cos(theta), s = (float)sin(theta);
-        float a = x[i], b = x[i + h];
+        cs[i] = (float)cos(theta);
+        cs[h + i] = (float)sin(theta);
+    }
+}
+
+/* RoPE NEOX on one head vector x[d] with the angles of ak__rope_angles: pairs (i, i + d/2) rotated. */
+void ak__rope_neox(float *x, int32_t d, const float *cs) {
+    int32_t h = d / 2;
+    for (int32_t i = 0; i < h; i++) {
+        float a = x[i], b = x[i + h], c = cs[i], s = cs[h + i];
         x[i] = a * c - b * s;
         x[i + h] = a * s + b * c;
     }
@@ -454,16 +462,17 @@ static ak_status forward_chunk(ak_session *s, const int32_t *tok, int32_t n) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (n >= 8)
 #endif
         for (int32_t i = 0; i < n; i++) {
-            int64_t p = (int64_t)s->pos + i;
+            float cs[AK_MAX_HEAD_DIM];   /* the angles once per token, shared by its query and key heads */
+            ak__rope_angles(cs, (int32_t)D, (int64_t)s->pos + i, base, rscale);
             for (int64_t h = 0; h < Hq; h++) {
                 float *q = Qb + (i * Hq + h) * D;
                 ak__rmsnorm(q, q, L->q_norm, D, in->rms_eps);
-                ak__rope_neox(q, (int32_t)D, p, base, rscale);
+                ak__rope_neox(q, (int32_t)D, cs);
             }
             for (int64_t h = 0; h < Hk; h++) {
                 float *k = Kb + (i * Hk + h) * D;
                 ak__rmsnorm(k, k, L->k_norm, D, in->rms_eps);
-                ak__rope_neox(k, (int32_t)D, p, base, rscale);
+                ak__rope_neox(k, (int32_t)D, cs);
             }
         }
         ak__session_dump_rows(s, l, n, Qb, Kb, Vb);

@@ -71,7 +71,8 @@ struct ak_session {
 };
 
 void ak__rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
-void ak__rope_neox(float *x, int32_t d, int64_t pos, float base, float scale);
+void ak__rope_angles(float *cs, int32_t d, int64_t pos, float base, float scale);
+void ak__rope_neox(float *x, int32_t d, const float *cs);
 
 /* attn.c */
 int ak__session_has_prompt_method(const ak_session *s);
