@@ -151,9 +151,11 @@ static ak_status set_one(ak_session *s, int32_t l, const char *spec) {
         }
     } else {
         ak_status st = check_dyn_spec(s, spec);
-        if (st != AK_OK)   /* the planner's message names its own methods; add the runner's */
-            return ak__fail(s->ctx, st, "ak_session_set_attn: '%s': %s (also: dense, streaming, kinetics)", spec,
-                            ak_ctx_last_error(s->ctx));
+        if (st != AK_OK) {   /* the planner's message names its own methods; add the runner's */
+            char msg[400];
+            snprintf(msg, sizeof msg, "%s", ak_ctx_last_error(s->ctx));   /* copied: ak__fail rewrites it */
+            return ak__fail(s->ctx, st, "%s (runner specs: dense, streaming, kinetics)", msg);
+        }
         c.kind = AK__ATTN_DYN;
     }
     if (c.kindex && s->pos > 0) {
