@@ -153,7 +153,10 @@ static ak_status set_one(ak_session *s, int32_t l, const char *spec) {
         ak_status st = check_dyn_spec(s, spec);
         if (st != AK_OK) {   /* the planner's message names its own methods; add the runner's */
             char msg[400];
-            snprintf(msg, sizeof msg, "%s", ak_ctx_last_error(s->ctx));   /* copied: ak__fail rewrites it */
+            const char *prev = ak_ctx_last_error(s->ctx), *name = ak_status_string(st);
+            size_t nl = strlen(name);
+            if (!strncmp(prev, name, nl) && !strncmp(prev + nl, ": ", 2)) prev += nl + 2;   /* ak__fail adds it again */
+            snprintf(msg, sizeof msg, "%s", prev);   /* copied: ak__fail rewrites the context's message */
             return ak__fail(s->ctx, st, "%s (runner specs: dense, streaming, kinetics)", msg);
         }
         c.kind = AK__ATTN_DYN;
